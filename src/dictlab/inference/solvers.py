@@ -1,0 +1,63 @@
+"""Inference procedures as typed, serialisable configs, registered by name.
+
+A solver turns observations (N, m) and a dictionary (p, m) into codes (N, p). Its hyperparameters
+are a pydantic model, so a solver round-trips through JSON with the model that uses it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from dictlab.inference.proximal_gradient import SolverResult, fista, ista
+from dictlab.registry import Registry
+
+SOLVERS: Registry[type[Solver]] = Registry("solver")
+
+
+class Solver(BaseModel):
+    """Base class: ``solve(y, dictionary, z0=None) -> SolverResult``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: ClassVar[str]
+
+    def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
+        raise NotImplementedError
+
+    def to_config(self) -> dict[str, Any]:
+        return {"name": self.name, **self.model_dump()}
+
+
+def solver_from_config(config: dict[str, Any]) -> Solver:
+    """Rebuild a solver from ``Solver.to_config()``; unknown names or fields raise ValueError."""
+    params = dict(config)
+    name = params.pop("name", None)
+    if name is None:
+        raise ValueError(f"a solver config needs a 'name'; allowed: {', '.join(SOLVERS.names())}")
+    return SOLVERS[name](**params)
+
+
+@SOLVERS.register("fista")
+class FistaSolver(Solver):
+    """FISTA on ½‖y − zD‖² + λ‖z‖₁ (z ≥ 0 when ``nonneg``). Defaults are the study's: λ=0.1, 100 iterations."""
+
+    name: ClassVar[str] = "fista"
+    lam: float = Field(0.1, ge=0, description="L1 weight λ.")
+    max_iter: int = Field(100, ge=0, description="Iteration cap.")
+    tol: float | None = Field(None, gt=0, description="Relative-change tolerance; None: run max_iter.")
+    nonneg: bool = Field(True, description="Constrain codes to be non-negative.")
+
+    def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
+        return fista(y, dictionary, self.lam, max_iter=self.max_iter, tol=self.tol, nonneg=self.nonneg, z0=z0)
+
+
+@SOLVERS.register("ista")
+class IstaSolver(FistaSolver):
+    """ISTA: the same problem as FISTA without momentum."""
+
+    name: ClassVar[str] = "ista"
+
+    def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
+        return ista(y, dictionary, self.lam, max_iter=self.max_iter, tol=self.tol, nonneg=self.nonneg, z0=z0)
