@@ -24,12 +24,25 @@ MODEL_KINDS: Registry[type[DictionaryModel]] = Registry("model kind")
 
 
 class FitContext:
-    """What a learner may use besides the training observations: optional ground truth for logging
-    dictionary quality along training (never for fitting), a seed, and whether to show progress."""
+    """What a learner may use besides the training observations.
 
-    def __init__(self, *, seed: int = 0, ground_truth: torch.Tensor | None = None, progress: bool = False) -> None:
+    seed : every random choice of the fit draws from generators seeded with it.
+    ground_truth : (p, m) true dictionary, only to log dictionary quality along training — never to fit.
+    codes : (N, p) true training codes, only for supervised baselines (the linear probe).
+    progress : show a progress bar.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int = 0,
+        ground_truth: torch.Tensor | None = None,
+        codes: torch.Tensor | None = None,
+        progress: bool = False,
+    ) -> None:
         self.seed = seed
         self.ground_truth = ground_truth
+        self.codes = codes
         self.progress = progress
 
     def generator(self, device: torch.device | str = "cpu") -> torch.Generator:

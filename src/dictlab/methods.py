@@ -1,0 +1,146 @@
+"""Every method of the study by name: how to build it (unfitted) for a problem, with its hyperparameters.
+
+``build_method("sae_topk", problem, {"lr": 1e-3})`` returns a ``DictionaryModel`` ready to ``fit``.
+Hyperparameters start from a recipe — ``"dictlab"`` (fast defaults tuned here) or ``"study"`` (the
+settings of arXiv 2603.28744, for like-for-like comparison) — and any field can be overridden by name;
+an unknown field or a bad value raises ValueError naming the method, the field and what is allowed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ValidationError
+
+from dictlab.inference.solvers import FistaSolver, OmpSolver
+from dictlab.models import DictionaryModel, SparseCodingModel
+from dictlab.registry import Registry
+
+Recipe = Literal["dictlab", "study"]
+RECIPES: tuple[str, ...] = ("dictlab", "study")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """What a method may know before fitting: sizes, and the true (p, m) dictionary for oracle methods only."""
+
+    num_latents: int
+    k: int
+    input_dim: int
+    ground_truth: torch.Tensor
+
+
+Builder = Callable[[Problem, dict[str, Any], str], DictionaryModel]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    description: str
+    build: Builder
+    supervised: bool = False  # needs the true training codes (FitContext.codes)
+    oracle: bool = False  # uses the true dictionary
+
+
+METHODS: Registry[Method] = Registry("method")
+
+
+def register_method(name: str, description: str, *, supervised: bool = False, oracle: bool = False) -> Callable[[Builder], Builder]:
+    def decorator(build: Builder) -> Builder:
+        METHODS.register(name)(Method(name, description, build, supervised, oracle))
+        return build
+
+    return decorator
+
+
+def build_method(name: str, problem: Problem, overrides: dict[str, Any] | None = None, recipe: str = "dictlab") -> DictionaryModel:
+    """An unfitted model for ``problem``: method ``name`` with its ``recipe`` defaults and ``overrides``."""
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
+    return METHODS[name].build(problem, dict(overrides or {}), recipe)
+
+
+def configure(method: str, overrides: dict[str, Any], *parts: tuple[type[BaseModel], dict[str, Any]]) -> list[BaseModel]:
+    """Build one pydantic config per (class, defaults) in ``parts``, routing each override to the class that
+    has the field. Consumes ``overrides``; anything left over is an unknown field."""
+    configs = []
+    remaining = dict(overrides)
+    for cls, defaults in parts:
+        mine = {key: remaining.pop(key) for key in list(remaining) if key in cls.model_fields}
+        try:
+            configs.append(cls(**{**defaults, **mine}))
+        except ValidationError as err:
+            raise ValueError(f"method {method}: {_first_error(err)}") from None
+    if remaining:
+        allowed = sorted({field for cls, _ in parts for field in cls.model_fields} - _FIXED)
+        raise ValueError(
+            f"method {method}: unknown parameter(s) {', '.join(sorted(remaining))}; allowed: {', '.join(allowed)}"
+        )
+    return configs
+
+
+# Sizes come from the problem and cannot be overridden per method.
+_FIXED = {"d_in", "d_sae", "architecture", "width", "input_dim"}
+
+
+def _first_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    field = ".".join(str(part) for part in first["loc"]) or "config"
+    value = first.get("input")
+    shown = "" if isinstance(value, dict) else f"={value!r}"
+    return f"{field}{shown}: {first['msg']}"
+
+
+def _check_fixed(method: str, overrides: dict[str, Any]) -> None:
+    fixed = sorted(_FIXED & set(overrides))
+    if fixed:
+        raise ValueError(f"method {method}: {', '.join(fixed)} follow(s) from the data and cannot be set per method")
+
+
+# --- oracles: the true dictionary with an inference procedure -------------------------------------------
+
+
+@register_method("fista_oracle", "FISTA (λ=0.1, z ≥ 0) on the true dictionary: the ceiling of sparse inference", oracle=True)
+def _fista_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    (solver,) = configure("fista_oracle", overrides, (FistaSolver, {}))
+    return SparseCodingModel(problem.ground_truth, solver)  # type: ignore[arg-type]
+
+
+@register_method("omp_oracle", "orthogonal matching pursuit with k steps on the true dictionary", oracle=True)
+def _omp_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    (solver,) = configure("omp_oracle", overrides, (OmpSolver, {"n_nonzero": problem.k}))
+    return SparseCodingModel(problem.ground_truth, solver)  # type: ignore[arg-type]
+
+
+# --- sparse autoencoders -----------------------------------------------------------------------------------
+
+
+def _register_sae(architecture: str, description: str) -> None:
+    name = f"sae_{architecture}"
+
+    def build(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+        from dictlab.sae import SAEConfig, TrainConfig, make_sae
+
+        _check_fixed(name, overrides)
+        shape = {"d_in": problem.input_dim, "d_sae": problem.num_latents, "architecture": architecture}
+        if architecture in ("topk", "batchtopk", "mp"):
+            shape["k"] = problem.k
+        train_defaults = TrainConfig.study().model_dump() if recipe == "study" else {}
+        sae_config, train_config = configure(name, overrides, (SAEConfig, shape), (TrainConfig, train_defaults))
+        return make_sae(sae_config, train_config)  # type: ignore[arg-type]
+
+    register_method(name, description)(build)
+
+
+_register_sae("relu", "SAE with ReLU and an L1 penalty")
+_register_sae("topk", "SAE keeping the k largest pre-activations (Gao et al. 2024)")
+_register_sae("batchtopk", "SAE keeping the k·B largest activations of a batch (Bussmann et al. 2024)")
+_register_sae("jumprelu", "SAE with learnable per-latent thresholds and an L0 penalty (Rajamanoharan et al. 2024)")
+_register_sae("mp", "MP-SAE: k matching-pursuit steps on the tied decoder (Costa et al. 2025)")
+
+
+def method_names() -> list[str]:
+    return METHODS.names()
