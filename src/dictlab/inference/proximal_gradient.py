@@ -35,7 +35,8 @@ def _prox_(v: torch.Tensor, threshold: float, nonneg: bool) -> torch.Tensor:
     """In-place proximal operator of threshold·‖·‖₁ (plus the indicator of z ≥ 0 when ``nonneg``)."""
     if nonneg:
         return v.sub_(threshold).clamp_(min=0)
-    return torch.nn.functional.softshrink(v, threshold) if threshold > 0 else v
+    # softshrink is out of place, and the caller relies on v itself being updated.
+    return v.copy_(torch.nn.functional.softshrink(v, threshold)) if threshold > 0 else v
 
 
 def proximal_gradient(

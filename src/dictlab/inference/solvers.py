@@ -11,6 +11,8 @@ from typing import Any, ClassVar
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from dictlab.inference.matching_pursuit import matching_pursuit
+from dictlab.inference.orthogonal_matching_pursuit import orthogonal_matching_pursuit
 from dictlab.inference.proximal_gradient import SolverResult, fista, ista
 from dictlab.registry import Registry
 
@@ -61,3 +63,34 @@ class IstaSolver(FistaSolver):
 
     def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
         return ista(y, dictionary, self.lam, max_iter=self.max_iter, tol=self.tol, nonneg=self.nonneg, z0=z0)
+
+
+@SOLVERS.register("mp")
+class MatchingPursuitSolver(Solver):
+    """Matching pursuit with unit-norm atoms (see ``matching_pursuit``); ``z0`` is ignored.
+
+    Defaults are the study's MP-SAE variant: select by |correlation|, each atom at most once per sample.
+    """
+
+    name: ClassVar[str] = "mp"
+    n_steps: int = Field(..., ge=0, description="Greedy steps per sample (the study uses the true sparsity k).")
+    tol: float | None = Field(None, gt=0, description="Stop a sample once ||r|| <= tol*||y||; None: run n_steps.")
+    absolute: bool = Field(True, description="Select the atom with the largest |correlation| (else largest signed).")
+    allow_reselect: bool = Field(False, description="Allow an atom to be selected again for the same sample.")
+
+    def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
+        return matching_pursuit(
+            y, dictionary, self.n_steps, tol=self.tol, absolute=self.absolute, allow_reselect=self.allow_reselect
+        )
+
+
+@SOLVERS.register("omp")
+class OmpSolver(Solver):
+    """Orthogonal matching pursuit (see ``orthogonal_matching_pursuit``); ``z0`` is ignored."""
+
+    name: ClassVar[str] = "omp"
+    n_nonzero: int = Field(..., ge=0, description="Atoms selected per sample (at most the number of atoms).")
+    tol: float | None = Field(None, gt=0, description="Stop a sample once ||r|| <= tol*||y||; None: select n_nonzero.")
+
+    def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
+        return orthogonal_matching_pursuit(y, dictionary, self.n_nonzero, tol=self.tol)
