@@ -142,5 +142,32 @@ _register_sae("jumprelu", "SAE with learnable per-latent thresholds and an L0 pe
 _register_sae("mp", "MP-SAE: k matching-pursuit steps on the tied decoder (Costa et al. 2025)")
 
 
-def method_names() -> list[str]:
-    return METHODS.names()
+# --- learned sparse coding ----------------------------------------------------------------------------------
+
+
+@register_method("lista_oracle", "LISTA (16 unrolled ISTA layers, trained) on the true dictionary", oracle=True)
+def _lista_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.learners.lista import Lista, ListaConfig
+
+    defaults = ListaConfig.study().model_dump() if recipe == "study" else {}
+    (config,) = configure("lista_oracle", overrides, (ListaConfig, defaults))
+    return Lista(config, dictionary=problem.ground_truth)  # type: ignore[arg-type]
+
+
+# --- baselines -----------------------------------------------------------------------------------------------
+
+
+@register_method("linear_probe", "ridge regression from y to the true codes (supervised ceiling of linear access)", supervised=True)
+def _linear_probe(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.baselines import RidgeProbe, RidgeProbeConfig
+
+    (config,) = configure("linear_probe", overrides, (RidgeProbeConfig, {}))
+    return RidgeProbe(config)  # type: ignore[arg-type]
+
+
+@register_method("pca", "PCA with k components fitted on the ID training observations")
+def _pca(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.baselines import PCABaseline, PCAConfig
+
+    (config,) = configure("pca", overrides, (PCAConfig, {"n_components": problem.k}))
+    return PCABaseline(config)  # type: ignore[arg-type]
