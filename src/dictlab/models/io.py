@@ -7,6 +7,7 @@ run code. SAEs use SAELens's files instead (``cfg.json`` + ``sae_weights.safeten
 
 from __future__ import annotations
 
+import importlib
 import json
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,8 @@ from dictlab.models.base import MODEL_KINDS, DictionaryModel
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
 FORMAT_VERSION = 1
+# Packages whose modules register model kinds on import; imported before a kind is looked up.
+_MODEL_PACKAGES = ("dictlab.sae", "dictlab.learners", "dictlab.baselines")
 
 
 def save_model(model: DictionaryModel, path: str | Path) -> Path:
@@ -61,6 +64,8 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Dictiona
         header = read_json(folder / CONFIG_FILE)
         if header.get("dictlab_format") != FORMAT_VERSION or "kind" not in header:
             raise ValueError(f"{folder / CONFIG_FILE} is not a dictlab model config (format {FORMAT_VERSION})")
+        for package in _MODEL_PACKAGES:
+            importlib.import_module(package)
         cls = MODEL_KINDS[header["kind"]]
         tensors = {k: v.to(device) for k, v in read_safetensors(folder / WEIGHTS_FILE).items()}
         return cls.from_saved(header.get("config", {}), tensors)

@@ -1,0 +1,243 @@
+"""The sparse autoencoder: one base class, one small subclass per sparsity mechanism.
+
+Parameters are named and shaped as in SAELens, atoms as rows:
+``W_enc (d_in, d_sae)``, ``b_enc (d_sae,)``, ``W_dec (d_sae, d_in)``, ``b_dec (d_in,)``. For
+observations Y (N, m = d_in)
+
+    pre = (Y − b_dec) @ W_enc + b_enc      (N, p = d_sae)
+    Z   = f(pre)                           (N, p)   the architecture's sparsity mechanism
+    Ŷ   = Z @ W_dec + b_dec                (N, m)
+
+In the papers' column form ``x̂ = W_d c + b_d`` the decoder is ``W_d = W_dec.T``. As a
+``DictionaryModel`` the dictionary is ``W_dec`` (p, m) and the offset ``b_dec``, so every surgery of
+the study applies to an SAE unchanged. Subclasses register in ``SAE_ARCHITECTURES`` under their
+``architecture`` name; build one with ``make_sae(SAEConfig(...))``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
+
+import torch
+from torch import nn
+
+from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
+from dictlab.registry import Registry
+from dictlab.sae.config import SAEConfig, TrainConfig
+from dictlab.sae.training import TrainingHistory, train_sae
+from dictlab.validation import check_matrix
+
+SAE_ARCHITECTURES: Registry[type[SparseAutoencoder]] = Registry("SAE architecture")
+
+
+class ForwardOutput(NamedTuple):
+    """One training forward pass: every loss component separate; ``loss = mse + penalty``."""
+
+    reconstruction: torch.Tensor  # (B, m)
+    codes: torch.Tensor  # (B, p)
+    mse: torch.Tensor  # scalar: mean over batch and dimensions, as the study
+    penalty: torch.Tensor  # scalar: the architecture's weighted sparsity penalty (0 for topk, batchtopk, mp)
+
+    @property
+    def loss(self) -> torch.Tensor:
+        return self.mse + self.penalty
+
+
+def make_sae(config: SAEConfig, train_config: TrainConfig | None = None) -> SparseAutoencoder:
+    """The SAE of ``config.architecture`` with parameters initialised from seed 0 (``fit`` re-initialises)."""
+    return SAE_ARCHITECTURES[config.architecture](config, train_config)
+
+
+@MODEL_KINDS.register("sae")
+class SparseAutoencoder(nn.Module, DictionaryModel):
+    """Base SAE: linear encoder, architecture-specific sparsity ``f``, linear decoder with unit-norm rows.
+
+    Subclasses set ``architecture`` and ``saelens_architecture`` and implement ``activation(pre)``
+    (plus ``penalty(pre, codes)`` where there is one), or replace the whole ``sparse_code`` (JumpReLU,
+    whose codes and L0 share one straight-through function; the MP-SAE, which has no encoder).
+    """
+
+    kind = "sae"
+    architecture: ClassVar[str]
+    saelens_architecture: ClassVar[str]  # the name SAELens's cfg.json uses for this model at inference
+    has_encoder: ClassVar[bool] = True
+
+    def __init__(self, config: SAEConfig, train_config: TrainConfig | None = None) -> None:
+        if config.architecture != self.architecture:
+            raise ValueError(
+                f"{type(self).__name__} implements architecture {self.architecture!r}, the config asks for "
+                f"{config.architecture!r}; build SAEs with dictlab.sae.make_sae(config)"
+            )
+        super().__init__()
+        self.cfg = config
+        self.train_config = train_config if train_config is not None else TrainConfig()
+        self.history = TrainingHistory()
+        d_in, d_sae = config.d_in, config.d_sae
+        if self.has_encoder:
+            self.W_enc = nn.Parameter(torch.empty(d_in, d_sae))
+            self.b_enc = nn.Parameter(torch.zeros(d_sae))
+        self.W_dec = nn.Parameter(torch.empty(d_sae, d_in))
+        self.b_dec = nn.Parameter(torch.zeros(d_in))
+        self.add_sparsity_state()
+        self.reset_parameters(torch.Generator().manual_seed(0))
+
+    # --- initialisation -----------------------------------------------------------------------------
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator) -> None:
+        """The study's init: W_enc ~ U(±1/√d_in) (Kaiming-uniform, a=√5), W_dec = W_encᵀ with unit rows, biases 0.
+
+        ``generator`` is a CPU generator; draws are moved to the parameters' device so a seed gives the
+        same initial SAE on every device.
+        """
+        bound = 1.0 / math.sqrt(self.cfg.d_in)
+        weights = torch.rand(self.cfg.d_sae, self.cfg.d_in, generator=generator, dtype=torch.float64)
+        weights = ((2 * weights - 1) * bound).to(self.W_dec)  # (d_sae, d_in)
+        if self.has_encoder:
+            self.W_enc.copy_(weights.T)
+            self.b_enc.zero_()
+        self.W_dec.copy_(weights / torch.linalg.vector_norm(weights, dim=1, keepdim=True))
+        self.b_dec.zero_()
+        self.reset_sparsity_state()
+
+    def add_sparsity_state(self) -> None:
+        """Create architecture-specific parameters or buffers (thresholds); none for most architectures."""
+
+    def reset_sparsity_state(self) -> None:
+        """Set architecture-specific state to its initial value."""
+
+    # --- the forward pass ---------------------------------------------------------------------------
+    def decoder_weight(self) -> torch.Tensor:
+        """(d_sae, d_in) decoder used in the forward pass (differentiable)."""
+        return self.W_dec
+
+    def activation(self, pre: torch.Tensor) -> torch.Tensor:
+        """Codes (B, p) from pre-activations (B, p); behaviour may differ between train and eval mode."""
+        raise NotImplementedError
+
+    def penalty(self, pre: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """Weighted sparsity penalty (scalar) added to the MSE; none by default."""
+        return codes.new_zeros(())
+
+    def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, p) = x @ W_enc + b_enc for bias-centred inputs x = y − b_dec (B, m)."""
+        return torch.addmm(self.b_enc, x, self.W_enc)
+
+    def sparse_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Codes (B, p) and penalty (scalar) for bias-centred inputs x = y − b_dec (B, m)."""
+        pre = self.pre_activation(x)
+        codes = self.activation(pre)
+        return codes, self.penalty(pre, codes)
+
+    def forward(self, y: torch.Tensor) -> ForwardOutput:
+        """Training forward pass on a batch y (B, m)."""
+        codes, penalty = self.sparse_code(y - self.b_dec)
+        reconstruction = codes @ self.decoder_weight() + self.b_dec
+        mse = (reconstruction - y).pow(2).mean()
+        return ForwardOutput(reconstruction, codes, mse, penalty)
+
+    # --- keeping decoder rows on the unit sphere ---------------------------------------------------
+    @torch.no_grad()
+    def project_decoder_grad_(self) -> None:
+        """Remove from each row's gradient its component along the row: g_j ← g_j − (g_j·w_j / ‖w_j‖²) w_j."""
+        grad = self.W_dec.grad
+        if grad is None:
+            return
+        w = self.W_dec
+        grad.sub_((grad * w).sum(dim=1, keepdim=True) / (w * w).sum(dim=1, keepdim=True) * w)
+
+    @torch.no_grad()
+    def normalise_decoder_(self) -> None:
+        """Rescale every decoder row to unit norm."""
+        self.W_dec.div_(torch.linalg.vector_norm(self.W_dec, dim=1, keepdim=True))
+
+    # --- DictionaryModel ----------------------------------------------------------------------------
+    @property
+    def dictionary(self) -> torch.Tensor:
+        """(d_sae, d_in) the decoder, atoms as rows, detached."""
+        return self.decoder_weight().detach()
+
+    @property
+    def offset(self) -> torch.Tensor:
+        """(d_in,) the decoder bias b_dec, detached."""
+        return self.b_dec.detach()
+
+    def encode(self, y: torch.Tensor) -> torch.Tensor:
+        """Inference codes (N, d_sae) for observations (N, d_in): eval mode, no gradient."""
+        check_matrix("y", y, cols=self.cfg.d_in)
+        was_training = self.training
+        self.eval()
+        try:
+            with torch.no_grad():
+                codes, _ = self.sparse_code(y.to(self.W_dec) - self.b_dec)
+        finally:
+            self.train(was_training)
+        return codes
+
+    def fit(self, y: torch.Tensor, context: FitContext | None = None) -> SparseAutoencoder:
+        """Initialise from ``context.seed`` and train on observations (N, d_in) with ``self.train_config``.
+
+        The model moves to ``y``'s device and dtype. ``context.ground_truth`` (p, m), when given, is used
+        only to log dictionary quality into ``self.history``.
+        """
+        context = context if context is not None else FitContext()
+        check_matrix("y", y, cols=self.cfg.d_in)
+        self.to(device=y.device, dtype=y.dtype)
+        generator = context.generator()  # one stream: the initial weights, then the shuffling
+        self.reset_parameters(generator)
+        if self.train_config.init_b_dec_to_mean:
+            with torch.no_grad():
+                self.b_dec.copy_(y.mean(dim=0))
+        self.history = train_sae(self, y, self.train_config, context, generator=generator)
+        return self
+
+    # --- persistence (SAELens cfg.json + sae_weights.safetensors, see dictlab.sae.io) --------------
+    def save(self, path: str | Path) -> None:
+        from dictlab.sae.io import save_sae
+
+        save_sae(self, path)
+
+    def config(self) -> dict[str, Any]:
+        return {"sae": self.cfg.model_dump(), "train": self.train_config.model_dump()}
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """The inference state under SAELens's names."""
+        out = {"W_enc": self.W_enc, "b_enc": self.b_enc} if self.has_encoder else {}
+        return {**out, "W_dec": self.W_dec, "b_dec": self.b_dec}
+
+    @torch.no_grad()
+    def load_tensors(self, tensors: dict[str, torch.Tensor]) -> None:
+        """Copy saved tensors in; shapes and names must be exactly those of ``tensors()`` (ValueError otherwise)."""
+        expected = {name: tuple(t.shape) for name, t in self.tensors().items()}
+        missing, extra = sorted(set(expected) - set(tensors)), sorted(set(tensors) - set(expected))
+        if missing or extra:
+            raise ValueError(
+                f"{self.architecture} SAE needs tensors {sorted(expected)}; missing {missing}, unexpected {extra}"
+            )
+        for name, shape in expected.items():
+            value = tensors[name]
+            if tuple(value.shape) != shape:
+                raise ValueError(f"tensor {name!r} must have shape {shape}, got {tuple(value.shape)}")
+            if not value.is_floating_point() or not torch.isfinite(value).all():
+                raise ValueError(f"tensor {name!r} must be finite floating point (dtype {value.dtype})")
+        dtype, device = tensors["W_dec"].dtype, tensors["W_dec"].device
+        self.to(device=device, dtype=dtype)
+        for name in expected:
+            self.set_saved_tensor(name, tensors[name].to(dtype))
+
+    def set_saved_tensor(self, name: str, value: torch.Tensor) -> None:
+        getattr(self, name).copy_(value)
+
+    @classmethod
+    def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> SparseAutoencoder:
+        if not isinstance(config, dict) or "sae" not in config:
+            raise ValueError(f"an SAE config needs an 'sae' entry (SAEConfig fields); got {config!r}")
+        sae_config = SAEConfig.model_validate(config["sae"])
+        train_config = TrainConfig.model_validate(config["train"]) if config.get("train") is not None else None
+        sae = make_sae(sae_config, train_config)
+        sae.load_tensors(tensors)
+        return sae.eval()
+
+    def extra_repr(self) -> str:
+        return f"architecture={self.architecture!r}, d_in={self.cfg.d_in}, d_sae={self.cfg.d_sae}"

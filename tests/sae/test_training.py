@@ -1,0 +1,144 @@
+"""The trainer: batching, schedules, decoder geometry, determinism, history, and learning easy data."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from dictlab.metrics import match_dictionaries
+from dictlab.models import FitContext
+from dictlab.sae import SAEConfig, TrainConfig, make_sae
+from dictlab.sae.training import RENORMALISATION, batches, lr_factor
+
+ARCHITECTURES = ["relu", "topk", "batchtopk", "jumprelu", "mp"]
+
+
+def easy_data(n: int = 1024, m: int = 16, k: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Y = Z D with an orthonormal (m, m) dictionary D and exactly-k-sparse codes Z ~ U(0.5, 1.5)."""
+    g = torch.Generator().manual_seed(seed)
+    dictionary, _ = torch.linalg.qr(torch.randn(m, m, generator=g))
+    support = torch.rand(n, m, generator=g).argsort(dim=1)[:, :k]
+    codes = torch.zeros(n, m).scatter_(1, support, 0.5 + torch.rand(n, k, generator=g))
+    return codes @ dictionary, dictionary
+
+
+def test_batches_cover_every_row_once_per_epoch() -> None:
+    y = torch.arange(10.0).unsqueeze(1)
+    out = list(batches(y, 4, 7, torch.Generator().manual_seed(0)))
+    assert len(out) == 7
+    assert [b.shape[0] for b, _ in out] == [4, 4, 2, 4, 4, 2, 4]
+    assert [epoch for _, epoch in out] == [None, None, 0, None, None, 1, None]
+    for first in (0, 3):
+        rows = torch.cat([b for b, _ in out[first : first + 3]]).squeeze(1)
+        assert sorted(rows.tolist()) == list(range(10))
+    second = list(batches(y, 4, 7, torch.Generator().manual_seed(0)))
+    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(out, second, strict=True))
+
+
+def test_lr_schedules() -> None:
+    cosine = TrainConfig(n_steps=110, warmup_steps=10, lr_schedule="cosine")
+    assert [lr_factor(s, 110, cosine) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert lr_factor(10, 110, cosine) == 1.0
+    assert lr_factor(60, 110, cosine) == pytest.approx(0.5)
+    assert lr_factor(109, 110, cosine) == pytest.approx(0.5 * (1 + math.cos(math.pi * 0.99)))
+    linear = TrainConfig(n_steps=110, warmup_steps=10, lr_schedule="linear")
+    assert lr_factor(60, 110, linear) == pytest.approx(0.5)
+    constant = TrainConfig(n_steps=110, warmup_steps=0, lr_schedule="constant")
+    assert {lr_factor(s, 110, constant) for s in range(110)} == {1.0}
+
+
+def test_renormalisation_policies() -> None:
+    study = TrainConfig.study()
+    assert [RENORMALISATION[study.renormalise_decoder](e, study) for e in (None, 0, 1, 49, 50, 450)] == [
+        False, True, False, False, True, True,
+    ]
+    assert RENORMALISATION["every_step"](None, study) and not RENORMALISATION["never"](0, study)
+
+
+def test_gradient_projection_keeps_rows_on_the_sphere_to_first_order() -> None:
+    sae = make_sae(SAEConfig(d_in=10, d_sae=30, architecture="relu")).double()
+    y = torch.randn(64, 10, dtype=torch.float64)
+    sae(y).loss.backward()
+    raw = sae.W_dec.grad.clone()
+    sae.project_decoder_grad_()
+    w, g = sae.W_dec.detach(), sae.W_dec.grad
+    torch.testing.assert_close((g * w).sum(dim=1), torch.zeros(30, dtype=torch.float64), atol=1e-15, rtol=0)
+    torch.testing.assert_close(g + (raw * w).sum(dim=1, keepdim=True) * w, raw)  # only the radial part is removed
+    for eta in (1e-2, 1e-3):
+        drift = (w - eta * g).norm(dim=1) - w.norm(dim=1)  # = √(1 + η²‖g‖²) − 1 ≈ η²‖g‖²/2 for unit rows
+        assert float(drift.abs().max()) <= eta**2 * float((g * g).sum(dim=1).max())
+        raw_drift = (w - eta * raw).norm(dim=1) - w.norm(dim=1)  # without projection the drift is first order in η
+        assert float(raw_drift.abs().max()) > 10 * float(drift.abs().max())
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_decoder_rows_are_unit_norm_after_training(architecture: str) -> None:
+    y, _ = easy_data(n=256)
+    sae = make_sae(SAEConfig(d_in=16, d_sae=24, architecture=architecture, k=2), TrainConfig(n_steps=100, batch_size=64))
+    sae.fit(y)  # without renormalisation the rows drift by 0.4-0.9 in these 100 Adam steps
+    torch.testing.assert_close(sae.W_dec.detach().norm(dim=1), torch.ones(24))
+    assert sae.training is False
+
+
+def test_without_renormalisation_rows_leave_the_sphere() -> None:
+    y, _ = easy_data(n=256)
+    config = TrainConfig(n_steps=100, batch_size=64, renormalise_decoder="never")
+    sae = make_sae(SAEConfig(d_in=16, d_sae=24, architecture="relu"), config).fit(y)
+    assert float((sae.W_dec.detach().norm(dim=1) - 1).abs().max()) > 0.1  # Adam steps are not tangent
+
+
+def test_training_is_deterministic_for_a_seed() -> None:
+    y, _ = easy_data(n=256)
+    config = TrainConfig(n_steps=40, batch_size=32, log_every=10)
+
+    def fit(seed: int):
+        return make_sae(SAEConfig(d_in=16, d_sae=24, architecture="topk", k=2), config).fit(y, FitContext(seed=seed))
+
+    a, b, c = fit(3), fit(3), fit(4)
+    for name, tensor in a.tensors().items():
+        assert torch.equal(tensor, b.tensors()[name]), name
+    assert a.history.records == b.history.records
+    assert not torch.equal(a.W_dec, c.W_dec)
+
+
+def test_relu_sae_recovers_an_orthonormal_dictionary() -> None:
+    y, dictionary = easy_data()
+    sae = make_sae(SAEConfig(d_in=16, d_sae=16, architecture="relu"), TrainConfig(log_every=200))
+    sae.fit(y, FitContext(seed=0, ground_truth=dictionary))
+    match = match_dictionaries(sae.dictionary, dictionary)
+    assert match.mean_cosine > 0.9
+    history = sae.history
+    assert history.series("step") == [200.0, 400.0, 600.0, 800.0]
+    assert history[-1]["mean_cosine"] == pytest.approx(match.mean_cosine)
+    assert history[-1]["mse"] < history[0]["mse"]
+    assert set(history[0]) == {"step", "lr", "loss", "mse", "penalty", "l0", "mean_cosine", "frac_close"}
+
+
+def test_history_records_every_log_every_steps_and_at_the_end() -> None:
+    y, _ = easy_data(n=256)
+    sae = make_sae(SAEConfig(d_in=16, d_sae=24, architecture="topk", k=2), TrainConfig(n_steps=25, batch_size=64, log_every=10))
+    sae.fit(y)
+    assert sae.history.series("step") == [10.0, 20.0, 25.0]
+    assert sae.history.series("l0") == [2.0, 2.0, 2.0] or max(sae.history.series("l0")) <= 2.0
+    assert all(r["loss"] == pytest.approx(r["mse"] + r["penalty"]) for r in sae.history)
+    assert "mean_cosine" not in sae.history[0]
+    silent = make_sae(SAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=5, log_every=None)).fit(y)
+    assert len(silent.history) == 0
+
+
+def test_fit_follows_the_input_dtype_and_epochs_count_passes() -> None:
+    y, _ = easy_data(n=100)
+    sae = make_sae(SAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=None, epochs=2, batch_size=30, log_every=1))
+    sae.fit(y.double())
+    assert sae.W_dec.dtype == torch.float64 and sae.encode(y.double()).dtype == torch.float64
+    assert len(sae.history) == 2 * 4
+
+
+def test_init_b_dec_to_mean() -> None:
+    y, _ = easy_data(n=100)
+    y = y + 3.0
+    sae = make_sae(SAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=1, lr=1e-9, warmup_steps=0, init_b_dec_to_mean=True))
+    sae.fit(y)
+    torch.testing.assert_close(sae.b_dec.detach(), y.mean(dim=0), atol=1e-6, rtol=0)
