@@ -1,0 +1,231 @@
+"""Where runs execute: in this process, in a pool of local processes, or on a Ray cluster.
+
+Every executor has one method, ``run(specs, on_start, artifacts)``: a generator that calls ``on_start(spec)``
+just before a run is handed to a worker and yields ``(spec, RunOutcome)`` as runs finish, in completion order.
+Only the spec goes out and only the outcome (records, timings, versions, artifact bytes) comes back; workers
+generate their data from the spec and never touch the store. Closing the generator (Ctrl-C, fail-fast) cancels
+the runs in flight, which the store still shows as ``running``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import multiprocessing
+import os
+import signal
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Protocol
+
+from dictlab.experiments.tasks import RunOutcome, RunSpec, execute_run, package_versions
+from dictlab.registry import Registry
+
+OnStart = Callable[[RunSpec], None]
+
+
+class Executor(Protocol):
+    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]: ...
+
+
+def _failure(spec: RunSpec, message: str) -> RunOutcome:
+    return RunOutcome(spec.config_hash(), None, {}, package_versions(), error=message)
+
+
+_WORKER_DIED = (
+    "a worker process died while this run was in flight (killed by the OS, e.g. out of memory, or crashed); "
+    "the pool was restarted. Any run in flight at that moment may have caused it: run the sweep again to retry.\n"
+)
+
+
+def _check_threads(threads: int | None) -> int | None:
+    if threads is not None and (not isinstance(threads, int) or isinstance(threads, bool) or threads < 1):
+        raise ValueError(f"threads must be an integer >= 1 or None, got {threads!r}")
+    return threads
+
+
+def _worker_setup(threads: int) -> None:
+    """Worker set-up: few torch threads (processes that each use torch's default of one thread per core
+    thrash a small machine), and Ctrl-C left to the driver, which cancels the runs itself."""
+    import torch
+
+    torch.set_num_threads(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def run_in_worker(spec_json: str, artifacts: bool) -> RunOutcome:
+    """Entry point in a worker process: the spec arrives as JSON, the outcome goes back."""
+    return execute_run(RunSpec.model_validate_json(spec_json), artifacts=artifacts)
+
+
+class LocalExecutor:
+    """Runs one after another in this process, with ``threads`` torch threads (None: torch's setting as is)."""
+
+    def __init__(self, jobs: int | None = None, address: str | None = None, threads: int | None = None) -> None:
+        if jobs not in (None, 1):
+            raise ValueError(f"executor 'local' runs one run at a time, got jobs={jobs}; use executor 'process' for jobs > 1")
+        if address is not None:
+            raise ValueError("address is only for executor 'ray'")
+        self.threads = _check_threads(threads)
+
+    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        import torch
+
+        before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(self.threads)
+        try:
+            for spec in specs:
+                on_start(spec)
+                yield spec, execute_run(spec, artifacts=artifacts)
+        finally:
+            torch.set_num_threads(before)
+
+
+class ProcessExecutor:
+    """Runs in ``jobs`` spawned worker processes (default: one per usable core), ``threads`` torch threads
+    each (default 1)."""
+
+    def __init__(self, jobs: int | None = None, address: str | None = None, threads: int | None = None) -> None:
+        if address is not None:
+            raise ValueError("address is only for executor 'ray'")
+        self.jobs = jobs if jobs is not None else _usable_cores()
+        if self.jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {self.jobs}")
+        self.threads = _check_threads(threads) or 1
+
+    def _pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
+            self.jobs,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_worker_setup,
+            initargs=(self.threads,),
+        )
+
+    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        queue = list(reversed(specs))
+        in_flight: dict[Future[RunOutcome], RunSpec] = {}
+        pool = self._pool()
+        try:
+            while queue or in_flight:
+                # Exactly `jobs` runs in flight: a queued run is not marked running before a worker takes it.
+                while queue and len(in_flight) < self.jobs:
+                    spec = queue.pop()
+                    on_start(spec)
+                    in_flight[pool.submit(run_in_worker, spec.model_dump_json(), artifacts)] = spec
+                finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                broken = False
+                for future in finished:
+                    spec = in_flight.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BrokenProcessPool:
+                        broken = True
+                        outcome = _failure(spec, _WORKER_DIED + traceback.format_exc())
+                    except Exception:  # noqa: BLE001 - e.g. an outcome that could not be sent back
+                        outcome = _failure(spec, traceback.format_exc())
+                    yield spec, outcome
+                if broken:
+                    # A dead worker breaks the whole pool; runs not yet reported as broken go back to the queue.
+                    queue.extend(reversed(list(in_flight.values())))
+                    in_flight.clear()
+                    _terminate(pool)
+                    pool = self._pool()
+        finally:
+            _terminate(pool, busy=bool(in_flight))
+
+
+def _usable_cores() -> int:
+    """Cores this process may run on (the affinity mask, which containers and taskset narrow), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return max(1, os.cpu_count() or 1)
+
+
+def _terminate(pool: ProcessPoolExecutor, busy: bool = True) -> None:
+    """Stop a pool; with runs still ``busy`` kill its workers now (shutdown alone would wait for them)."""
+    if not busy:
+        pool.shutdown(wait=True)
+        return
+    workers = list((getattr(pool, "_processes", None) or {}).values())  # private; the only handle before 3.14
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in workers:
+        if process.is_alive():
+            process.terminate()
+    for process in workers:
+        process.join(timeout=5)
+
+
+def _run_in_ray_worker(spec_json: str, artifacts: bool, threads: int) -> RunOutcome:
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_in_worker(spec_json, artifacts)
+
+
+class RayExecutor:
+    """Runs as Ray tasks (one CPU each) on the cluster at ``address`` (None: a new local cluster, or the one
+    this process is already connected to). ``jobs`` caps the runs in flight (default: the cluster's CPUs).
+    Workers must have the same dictlab installed; the driver alone writes the store and artifacts.
+    Each run reserves ``threads`` CPUs (default 1) and uses that many torch threads."""
+
+    def __init__(self, jobs: int | None = None, address: str | None = None, threads: int | None = None) -> None:
+        if jobs is not None and jobs < 1:
+            raise ValueError(f"jobs must be >= 1, got {jobs}")
+        if importlib.util.find_spec("ray") is None:
+            raise ValueError("executor 'ray' needs Ray: pip install ray  (or: pip install 'dictlab[ray]')")
+        self.jobs = jobs
+        self.address = address
+        self.threads = _check_threads(threads) or 1
+
+    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        if not specs:
+            return  # nothing to do: do not start or join a cluster
+        import ray
+
+        started_here = not ray.is_initialized()
+        if started_here:
+            ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
+        remote = ray.remote(num_cpus=self.threads, max_retries=0)(_run_in_ray_worker)
+        limit = self.jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        queue = list(reversed(specs))
+        in_flight: dict[object, RunSpec] = {}
+        try:
+            while queue or in_flight:
+                while queue and len(in_flight) < limit:
+                    spec = queue.pop()
+                    on_start(spec)
+                    in_flight[remote.remote(spec.model_dump_json(), artifacts, self.threads)] = spec
+                ready, _ = ray.wait(list(in_flight), num_returns=1)
+                for ref in ready:
+                    spec = in_flight.pop(ref)
+                    try:
+                        outcome = ray.get(ref)
+                    except Exception:  # noqa: BLE001 - worker crash, lost node: the run failed, the sweep goes on
+                        outcome = _failure(spec, traceback.format_exc())
+                    yield spec, outcome
+        finally:
+            for ref in in_flight:
+                ray.cancel(ref, force=True)
+            if started_here:
+                ray.shutdown()
+
+
+# Factories called as factory(jobs, address, threads).
+EXECUTORS: Registry[Callable[[int | None, str | None, int | None], Executor]] = Registry("executor")
+EXECUTORS.register("local")(LocalExecutor)
+EXECUTORS.register("process")(ProcessExecutor)
+EXECUTORS.register("ray")(RayExecutor)
+
+
+def make_executor(
+    name: str | None, jobs: int | None = None, address: str | None = None, threads: int | None = None
+) -> Executor:
+    """Executor ``name`` (None: ``ray`` when an address is given, else ``local`` for one job, ``process`` for
+    more) running ``jobs`` runs at once with ``threads`` torch threads each."""
+    if jobs is not None and (not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1):
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
+    if name is None:
+        name = "ray" if address is not None else ("local" if jobs in (None, 1) else "process")
+    return EXECUTORS[name](jobs, address, threads)
