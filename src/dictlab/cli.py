@@ -244,6 +244,110 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_experiment(args: argparse.Namespace) -> Any:
+    from dictlab.experiments.spec import apply_overrides, load_preset, load_spec
+
+    if (args.spec is None) == (args.preset is None):
+        raise CliError("give exactly one of SPEC.toml and --preset NAME (see `dictlab presets`)")
+    try:
+        spec = load_spec(args.spec) if args.spec is not None else load_preset(args.preset)
+        if args.quick:
+            spec = spec.with_quick()
+        return apply_overrides(spec, args.set) if args.set else spec
+    except ValueError as err:
+        raise CliError(str(err).splitlines()[0]) from None
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from dictlab.experiments.store import ResultStore
+    from dictlab.experiments.sweep import RunFailed, SweepInterrupted, check_specs, run_sweep
+
+    if args.jobs is not None and args.jobs < 1:
+        raise CliError(f"--jobs: must be >= 1, got {args.jobs}")
+    if args.threads is not None and args.threads < 1:
+        raise CliError(f"--threads: must be >= 1, got {args.threads}")
+    spec = _load_experiment(args)
+    try:
+        runs = check_specs(spec.expand())  # every run is validated before the first one starts
+    except ValueError as err:
+        raise CliError(str(err).splitlines()[0]) from None
+    if args.dry_run:
+        for run in runs:
+            print(f"{run.config_hash()}  {run.describe()}")
+        print(f"{len(runs)} runs in experiment {spec.name}")
+        return 0
+    started = time.perf_counter()
+    with ResultStore(args.store) as store:
+        try:
+            summary = run_sweep(
+                runs, store, jobs=args.jobs, executor=args.executor, address=args.address, threads=args.threads,
+                artifacts=args.artifacts, progress=not args.quiet, fail_fast=args.fail_fast,
+            )
+        except SweepInterrupted as stop:
+            print(f"dictlab sweep: interrupted; {stop.summary} — run the same command to resume", file=sys.stderr)
+            return 130
+        except RunFailed as err:
+            print(f"dictlab sweep: stopped at a failed run (--fail-fast): {str(err).splitlines()[0]}", file=sys.stderr)
+            return 1
+        except ValueError as err:
+            raise CliError(str(err).splitlines()[0]) from None
+    print(
+        f"experiment {spec.name}: {summary.total} runs — {summary.skipped_done} already done, {summary.ran} ran, "
+        f"{summary.failed} failed — {time.perf_counter() - started:.1f} s; store {args.store}"
+    )
+    return 1 if summary.failed else 0
+
+
+def _cmd_runs(args: argparse.Namespace) -> int:
+    from dictlab.experiments.store import ResultStore
+
+    if not Path(args.store).exists():
+        raise CliError(f"--store: {args.store} does not exist; run `dictlab sweep` first")
+    with ResultStore(args.store) as store:
+        if args.export is not None:
+            try:
+                path = store.export(args.export, experiment=args.experiment, label=args.label)
+            except ValueError as err:
+                raise CliError(f"--export: {str(err).splitlines()[0]}") from None
+            print(f"records written to {path}")
+            return 0
+        runs = store.runs(experiment=args.experiment, status=args.status, label=args.label)
+        for run in runs:
+            what = run.method or run.spec.get("params", {}).get("sae") or "-"
+            data = run.spec.get("data", {})
+            print(
+                f"{run.run_id}  {run.status:<7} {run.experiment:<20} {run.task:<28} {what:<14} seed={run.seed}  "
+                f"p={data.get('num_latents')} k={data.get('k')} N={data.get('n_samples')}  {run.finished_at or ''}"
+            )
+        print(f"{len(runs)} runs")
+    return 0
+
+
+def _cmd_presets(args: argparse.Namespace) -> int:
+    from dictlab.experiments.spec import load_preset, preset_names
+
+    for name in preset_names():
+        spec = load_preset(name)
+        print(f"{name:<20} {len(spec.expand()):>5} runs ({len(spec.with_quick().expand())} with --quick)  {spec.description}")
+    return 0
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from dictlab.report import build_report
+
+    if not Path(args.store).exists():
+        raise CliError(f"--store: {args.store} does not exist; run `dictlab sweep` first")
+    try:
+        page = build_report(args.store, args.out, experiment=args.experiment)
+    except ValueError as err:
+        raise CliError(str(err).splitlines()[0]) from None
+    print(f"report written to {page}")
+    return 0
+
+
+DEFAULT_STORE = "dictlab-runs/results.sqlite"
+
+
 def build_parser() -> _Parser:
     parser = _Parser(prog="dictlab", description="dictlab: sparse dictionary learning with ground truth.")
     parser.add_argument("--version", action="version", version=f"dictlab {__version__}")
@@ -286,6 +390,48 @@ def build_parser() -> _Parser:
 
     methods = sub.add_parser("methods", help="list the methods", description="List every registered method.")
     methods.set_defaults(handler=_cmd_methods)
+
+    sweep = sub.add_parser(
+        "sweep",
+        help="run an experiment (a TOML spec or a preset) into the results store; resumable",
+        description="Expand an experiment spec into runs (grid × methods × seeds), run those not yet done, and "
+        "commit each to the SQLite store as it finishes. Interrupted sweeps resume with the same command.",
+    )
+    sweep.add_argument("spec", nargs="?", type=Path, default=None, help="experiment spec (TOML)")
+    sweep.add_argument("--preset", default=None, help="a spec shipped with dictlab (see `dictlab presets`)")
+    sweep.add_argument("--quick", action="store_true", help="the spec's reduced sweep (its [quick] table)")
+    sweep.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="override a spec field by dotted path, e.g. --set data.n_samples=1000 --set seeds=[0]")
+    sweep.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
+    sweep.add_argument("--jobs", type=int, default=None, help="runs at once (default: 1 locally, one per core with process)")
+    sweep.add_argument("--executor", choices=["local", "process", "ray"], default=None,
+                       help="where runs execute (default: local for one job, process for more, ray with --address)")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: start one)")
+    sweep.add_argument("--threads", type=int, default=None, help="torch threads per run (process/ray default 1)")
+    sweep.add_argument("--artifacts", action="store_true", help="keep learned models (safetensors) beside the store")
+    sweep.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and exit")
+    sweep.add_argument("--quiet", action="store_true", help="no progress bar")
+    sweep.set_defaults(handler=_cmd_sweep)
+
+    runs = sub.add_parser("runs", help="list or export stored runs", description="List runs in the store, or export "
+                          "their records (one row per record, one column per metric) to CSV or Parquet.")
+    runs.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
+    runs.add_argument("--experiment", default=None, help="only this experiment")
+    runs.add_argument("--status", choices=["running", "done", "failed"], default=None, help="only runs with this status")
+    runs.add_argument("--label", default=None, help="only runs with a record of this label (e.g. a method)")
+    runs.add_argument("--export", type=Path, default=None, help="write records to FILE.csv or FILE.parquet instead")
+    runs.set_defaults(handler=_cmd_runs)
+
+    presets = sub.add_parser("presets", help="list the experiment presets", description="List the shipped specs.")
+    presets.set_defaults(handler=_cmd_presets)
+
+    report = sub.add_parser("report", help="figures and an HTML page from the results store",
+                            description="Turn stored runs into PNG/SVG figures, tables and one self-contained HTML page.")
+    report.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
+    report.add_argument("--experiment", default=None, help="only this experiment (default: all)")
+    report.add_argument("--out", type=Path, default=Path("dictlab-report"), help="output folder (default dictlab-report)")
+    report.set_defaults(handler=_cmd_report)
     return parser
 
 
@@ -293,7 +439,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    prog = f"dictlab {command}" if command in ("run", "demo", "methods") else "dictlab"
+    commands = ("run", "demo", "methods", "sweep", "runs", "presets", "report")
+    prog = f"dictlab {command}" if command in commands else "dictlab"
     try:
         args = parser.parse_args(argv)
         if getattr(args, "handler", None) is None:

@@ -142,6 +142,29 @@ _register_sae("jumprelu", "SAE with learnable per-latent thresholds and an L0 pe
 _register_sae("mp", "MP-SAE: k matching-pursuit steps on the tied decoder (Costa et al. 2025)")
 
 
+# --- dictionary learning -----------------------------------------------------------------------------------
+
+
+@register_method("dl_fista", "alternating FISTA codes and least-squares dictionary updates, with atom upkeep")
+def _dl_fista(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.learners.dl_fista import DLFista, DLFistaConfig
+
+    _check_fixed("dl_fista", overrides)
+    defaults = DLFistaConfig.study().model_dump() if recipe == "study" else {}
+    (config,) = configure("dl_fista", overrides, (DLFistaConfig, {**defaults, "width": problem.num_latents}))
+    return DLFista(config)  # type: ignore[arg-type]
+
+
+@register_method("softplus_adam", "codes softplus(u) and dictionary optimised jointly by Adam; new data by FISTA")
+def _softplus_adam(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.learners.softplus_adam import SoftplusAdam, SoftplusAdamConfig
+
+    _check_fixed("softplus_adam", overrides)
+    defaults = SoftplusAdamConfig.study().model_dump() if recipe == "study" else {}
+    (config,) = configure("softplus_adam", overrides, (SoftplusAdamConfig, {**defaults, "width": problem.num_latents}))
+    return SoftplusAdam(config)  # type: ignore[arg-type]
+
+
 # --- learned sparse coding ----------------------------------------------------------------------------------
 
 
