@@ -18,6 +18,7 @@ FAST = {
     "sae_jumprelu": {"n_steps": 40},
     "sae_mp": {"n_steps": 40},
     "lista_oracle": {"epochs": 1},
+    "dl_lista": {"epochs": 1, "max_rounds": 5},
     "dl_fista": {"max_rounds": 5},
     "softplus_adam": {"n_steps": 40},
 }

@@ -177,6 +177,22 @@ def _lista_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> D
     return Lista(config, dictionary=problem.ground_truth)  # type: ignore[arg-type]
 
 
+@register_method("dl_lista", "LISTA trained on the dictionary DL-FISTA learned (the study's unsupervised LISTA)")
+def _dl_lista(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.learners.dl_fista import DLFista, DLFistaConfig
+    from dictlab.learners.lista import Lista, ListaConfig
+
+    _check_fixed("dl_lista", overrides)
+    study = recipe == "study"
+    lista, dl = configure(
+        "dl_lista",
+        overrides,
+        (ListaConfig, ListaConfig.study().model_dump() if study else {}),
+        (DLFistaConfig, {**(DLFistaConfig.study().model_dump() if study else {}), "width": problem.num_latents}),
+    )
+    return Lista(lista, dictionary_learner=DLFista(dl))  # type: ignore[arg-type]
+
+
 # --- baselines -----------------------------------------------------------------------------------------------
 
 

@@ -228,7 +228,7 @@ class Lista(torch.nn.Module, DictionaryModel):
         weight_lr = cfg.lr if cfg.lr is not None else default_weight_lr(cfg.weights, d.shape[0])
         groups = [{"params": weights, "lr": weight_lr}, {"params": [self.theta], "lr": cfg.threshold_lr}]
         optimizer = torch.optim.Adam(groups)
-        generator = torch.Generator().manual_seed(context.seed)
+        generator = context.generator(self.kind)
         n = x.shape[0]
         for _ in tqdm(range(cfg.epochs), desc="LISTA", unit="epoch", disable=not context.progress):
             order = torch.randperm(n, generator=generator).to(x.device)
@@ -250,9 +250,10 @@ class Lista(torch.nn.Module, DictionaryModel):
     def _learn_dictionary(self, y: torch.Tensor, context: FitContext) -> torch.Tensor:
         learner = self.dictionary_learner
         if learner is None:
-            from dictlab.learners.dl_fista import DLFista, DLFistaConfig  # lazy: DL-FISTA is optional for LISTA
-
-            learner = DLFista(DLFistaConfig())
+            raise ValueError(
+                "LISTA needs a dictionary: pass dictionary= (e.g. the true one) or dictionary_learner= "
+                "(e.g. DLFista(DLFistaConfig(width=p))) to Lista(...)"
+            )
         return learner.fit(y, context).dictionary
 
     def _require_dictionary(self) -> torch.Tensor:

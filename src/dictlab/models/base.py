@@ -12,6 +12,7 @@ alias ``encode``/``decode``, ``components_`` is the dictionary.
 
 from __future__ import annotations
 
+import hashlib
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
@@ -45,8 +46,20 @@ class FitContext:
         self.codes = codes
         self.progress = progress
 
-    def generator(self, device: torch.device | str = "cpu") -> torch.Generator:
-        return torch.Generator(device=device).manual_seed(self.seed)
+    def generator(self, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+        """A generator for one named random stream of the fit (e.g. the method's kind).
+
+        Its seed is derived from (seed, stream) by hashing, never ``seed`` itself: the data generator draws
+        the true dictionary first from ``Generator().manual_seed(seed)``, and a learner starting from that
+        same stream would begin measurably aligned with the ground truth.
+        """
+        return derived_generator(self.seed, stream, device)
+
+
+def derived_generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
+    """A generator for ``stream`` whose draws are unrelated to ``torch.Generator().manual_seed(seed)``."""
+    digest = hashlib.sha256(f"{stream}:{seed}".encode()).digest()
+    return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
 
 
 class DictionaryModel(ABC):

@@ -184,7 +184,7 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         context = context if context is not None else FitContext()
         check_matrix("y", y, cols=self.cfg.d_in)
         self.to(device=y.device, dtype=y.dtype)
-        generator = context.generator()  # one stream: the initial weights, then the shuffling
+        generator = context.generator(self.kind)  # one stream: the initial weights, then the shuffling
         self.reset_parameters(generator)
         if self.train_config.init_b_dec_to_mean:
             with torch.no_grad():

@@ -162,7 +162,8 @@ def train_sae(
     logger = HistoryLogger(sae, train_config.log_every, total_steps, context.ground_truth)
     progress = tqdm(total=total_steps, disable=not context.progress, desc=f"{sae.architecture} SAE", leave=False)
     sae.train()
-    for step, (batch, epoch) in enumerate(batches(y, train_config.batch_size, total_steps, generator or context.generator())):
+    order = generator or context.generator(sae.kind)
+    for step, (batch, epoch) in enumerate(batches(y, train_config.batch_size, total_steps, order)):
         lr = optimizer.param_groups[0]["lr"]
         out = sae(batch)
         optimizer.zero_grad(set_to_none=True)
