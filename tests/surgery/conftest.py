@@ -1,0 +1,48 @@
+"""Shared tiny problems for the surgery tests: p = 30 latents, k = 3, 600 ID samples."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from dictlab.data import CompositionalDataset, make_compositional
+from dictlab.experiments import fit_method
+from dictlab.experiments.tasks import RunSpec, TaskContext
+from dictlab.models import DictionaryModel
+
+TINY = {"num_latents": 30, "k": 3, "n_samples": 600}
+SAE_OVERRIDES = {"n_steps": 100}
+
+
+@pytest.fixture(autouse=True)
+def one_thread() -> Iterator[None]:
+    """Many tiny ops: intra-op threads only add synchronisation on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def data() -> CompositionalDataset:
+    return make_compositional(**TINY, seed=0)
+
+
+@pytest.fixture(scope="session")
+def data64() -> CompositionalDataset:
+    return make_compositional(**TINY, seed=1, dtype=torch.float64)
+
+
+@pytest.fixture(scope="session")
+def sae(data: CompositionalDataset) -> DictionaryModel:
+    return fit_method("sae_topk", data, seed=0, overrides=SAE_OVERRIDES)
+
+
+def spec(task: str, **params: object) -> RunSpec:
+    return RunSpec(experiment="test", task=task, data=TINY, seed=0, params=params)
+
+
+def context() -> TaskContext:
+    return TaskContext(seed=0)
