@@ -37,13 +37,15 @@ def print_summary(summary: dict[str, dict[str, dict[str, float]]], methods: list
     """Mean ± std over seeds for each method (rows, in the order run) and metric (columns)."""
     columns = COLUMNS[:3] + (STUDY_COLUMNS if study_metrics else []) + COLUMNS[3:]
     table = Table(title=title, title_justify="left")
-    table.add_column("method")
+    table.add_column("method", no_wrap=True)
     for _, header in columns:
         table.add_column(header, justify="right")
     for method in methods:
         stats = summary.get(method, {})
         table.add_row(method, *(_cell(stats.get(key), key) for key, _ in columns))
-    Console(width=max(160, Console().width)).print(table)
+    # wide enough for "0.000 ± 0.000" in every column, even when stdout is not a terminal
+    needed = 18 + 16 * len(columns)
+    Console(width=max(needed, Console().width)).print(table)
 
 
 def progress_printer(total: int, quiet: bool) -> Callable[[Any], None]:
