@@ -213,7 +213,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO = {"num_latents": 100, "k": 10, "n_samples": 5000, "seeds": "0"}
+DEMO = {"num_latents": 100, "k": 10, "n_samples": 5000, "seeds": "0,1,2"}
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -380,8 +380,8 @@ def build_parser() -> _Parser:
     run.set_defaults(handler=_cmd_run)
 
     demo = sub.add_parser("demo", help="all methods on a small configuration (about two minutes on a laptop CPU)",
-                          description="All methods at num_latents=100, k=10, n_samples=5000, one seed.")
-    demo.add_argument("--seeds", default=DEMO["seeds"], help="seeds (default 0)")
+                          description="All methods at num_latents=100, k=10, n_samples=5000, seeds 0-2.")
+    demo.add_argument("--seeds", default=DEMO["seeds"], help="seeds (default 0,1,2)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     demo.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     demo.add_argument("--out", type=Path, default=Path("demo-results.json"), help="JSON file (default demo-results.json)")
