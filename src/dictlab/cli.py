@@ -379,7 +379,7 @@ def build_parser() -> _Parser:
     run.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     run.set_defaults(handler=_cmd_run)
 
-    demo = sub.add_parser("demo", help="all methods on a small configuration (about two minutes on a laptop CPU)",
+    demo = sub.add_parser("demo", help="all methods at num_latents=100, three seeds (under a minute on a 2-core CPU)",
                           description="All methods at num_latents=100, k=10, n_samples=5000, seeds 0-2.")
     demo.add_argument("--seeds", default=DEMO["seeds"], help="seeds (default 0,1,2)")
     demo.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
