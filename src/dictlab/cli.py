@@ -68,20 +68,9 @@ def default_methods() -> list[str]:
     return METHODS.names()
 
 
-def _parse_value(text: str) -> Any:
-    lowered = text.strip().lower()
-    if lowered in ("none", "null"):
-        return None
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return text
-
-
 def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
     """['sae_topk.lr=1e-3', …] → {'sae_topk': {'lr': 0.001}}."""
+    from dictlab.experiments.spec import parse_value
     from dictlab.methods import METHODS
 
     out: dict[str, dict[str, Any]] = {}
@@ -92,7 +81,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise CliError(f"--set: cannot read {item!r}; allowed form: METHOD.FIELD=VALUE, e.g. sae_topk.lr=1e-3")
         if method not in METHODS:
             raise CliError(f"--set {item}: unknown method {method!r}; allowed: {', '.join(METHODS.names())}")
-        out.setdefault(method, {})[field] = _parse_value(value)
+        out.setdefault(method, {})[field] = parse_value(value)
     return out
 
 

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ValidationError
 from dictlab.inference.solvers import FistaSolver, OmpSolver
 from dictlab.models import DictionaryModel, SparseCodingModel
 from dictlab.registry import Registry
+from dictlab.validation import describe_validation_error
 
 Recipe = Literal["dictlab", "study"]
 RECIPES: tuple[str, ...] = ("dictlab", "study")
@@ -73,7 +74,7 @@ def configure(method: str, overrides: dict[str, Any], *parts: tuple[type[BaseMod
         try:
             configs.append(cls(**{**defaults, **mine}))
         except ValidationError as err:
-            raise ValueError(f"method {method}: {_first_error(err)}") from None
+            raise ValueError(f"method {method}: {describe_validation_error(err)}") from None
     if remaining:
         allowed = sorted({field for cls, _ in parts for field in cls.model_fields} - _FIXED)
         raise ValueError(
@@ -84,14 +85,6 @@ def configure(method: str, overrides: dict[str, Any], *parts: tuple[type[BaseMod
 
 # Sizes come from the problem and cannot be overridden per method.
 _FIXED = {"d_in", "d_sae", "architecture", "width", "input_dim"}
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    field = ".".join(str(part) for part in first["loc"]) or "config"
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) else f"={value!r}"
-    return f"{field}{shown}: {first['msg']}"
 
 
 def _check_fixed(method: str, overrides: dict[str, Any]) -> None:

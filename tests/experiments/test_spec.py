@@ -51,7 +51,7 @@ def test_expansion_is_grid_times_methods_times_seeds(tiny):
         ({"methods": ["sae_nope"]}, "methods[0] = 'sae_nope' is not a method; allowed:"),
         ({"grid": {"num_latents": [3]}}, "data at num_latents=3: k=3 must be smaller than num_latents=3"),
         ({"method_params": {"fista_oracle": {"lam": -0.1}}}, "lam"),
-        ({"seedz": [0]}, "seedz = [0]: Extra inputs are not permitted; allowed: name, description, task"),
+        ({"seedz": [0]}, "unknown field 'seedz'; allowed: name, description, task"),
         ({"grid": {"num_latent": [20]}}, "unknown grid field 'num_latent'; allowed:"),
         ({"seeds": [0, 0]}, "seeds must be distinct"),
     ],

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from dictlab.data import CompositionalConfig
 from dictlab.experiments.tasks import RunSpec
+from dictlab.validation import describe_validation_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -113,7 +114,8 @@ class ExperimentSpec(BaseModel):
             try:
                 config = CompositionalConfig(**point)
             except ValidationError as err:
-                raise ValueError(f"experiment {self.name}: data at {where}: {_first_error(err)}") from None
+                detail = describe_validation_error(err, allowed=CompositionalConfig.model_fields)
+                raise ValueError(f"experiment {self.name}: data at {where}: {detail}") from None
             dumped = config.model_dump()
             if dumped not in out:  # phase-transition grids can map two constants to one input_dim
                 out.append(dumped)
@@ -159,23 +161,11 @@ def _with_cs_input_dim(point: dict[str, Any], c: float, where: str) -> dict[str,
     return {**point, "input_dim": min(p, max(k + 1, math.ceil(c * k * math.log(p / k))))}
 
 
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(part) for part in first["loc"])
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) else f" = {value!r}"
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden" and len(first["loc"]) == 1:
-        model = ExperimentSpec if err.title == "ExperimentSpec" else CompositionalConfig
-        message += f"; allowed: {', '.join(model.model_fields)}"
-    return f"{loc}{shown}: {message}" if loc else message
-
-
 def validate_spec(raw: dict[str, Any], *, source: str = "spec") -> ExperimentSpec:
     try:
         return ExperimentSpec(**raw)
     except ValidationError as err:
-        raise ValueError(f"{source}: {_first_error(err)}") from None
+        raise ValueError(f"{source}: {describe_validation_error(err, allowed=ExperimentSpec.model_fields)}") from None
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -218,11 +208,13 @@ def apply_overrides(spec: ExperimentSpec, assignments: list[str]) -> ExperimentS
             target = target.setdefault(key, {})
             if not isinstance(target, dict):
                 raise ValueError(f"--set {item}: {key!r} is not a table")
-        target[keys[-1]] = _parse_value(text)
+        target[keys[-1]] = parse_value(text)
     return validate_spec(raw, source="spec after --set")
 
 
-def _parse_value(text: str) -> Any:
+def parse_value(text: str) -> Any:
+    """A command-line value: JSON where it parses (numbers, lists, quoted strings), true/false/none in any case,
+    else the text itself."""
     try:
         return json.loads(text)
     except json.JSONDecodeError:

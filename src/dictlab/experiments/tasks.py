@@ -29,6 +29,7 @@ from dictlab.data import CompositionalConfig, CompositionalDataset, make_composi
 from dictlab.models import DictionaryModel
 from dictlab.models.io import save_model
 from dictlab.registry import Registry
+from dictlab.validation import describe_validation_error
 
 # Packages whose import registers more tasks (the surgeries); missing ones are skipped.
 TASK_MODULES: tuple[str, ...] = ("dictlab.surgery",)
@@ -245,9 +246,8 @@ def _method_params(spec: RunSpec) -> MethodTaskParams:
     try:
         return MethodTaskParams(**spec.params)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise ValueError(f"params.{where}: {first['msg']} (given {first.get('input')!r})") from None
+        detail = describe_validation_error(err, prefix="params.", allowed=MethodTaskParams.model_fields, noun="parameter")
+        raise ValueError(detail) from None
 
 
 @TASKS.register("method")

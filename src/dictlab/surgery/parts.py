@@ -28,6 +28,7 @@ from dictlab.experiments.tasks import TASK_CHECKS, TASKS, Record, RunSpec, TaskC
 from dictlab.inference import FistaSolver
 from dictlab.methods import METHODS, Problem, build_method
 from dictlab.models import DictionaryModel, SparseCodingModel
+from dictlab.validation import describe_validation_error
 
 
 def known_method(name: str) -> str:
@@ -84,14 +85,8 @@ def parse_params(task: str, cls: type[P], params: dict[str, Any]) -> P:
     try:
         return cls.model_validate(params)
     except ValidationError as err:
-        first = err.errors()[0]
-        field = ".".join(str(part) for part in first["loc"]) or "params"
-        if first["type"] == "extra_forbidden":
-            allowed = ", ".join(sorted(cls.model_fields))
-            raise ValueError(f"task {task}: unknown parameter {field!r}; allowed: {allowed}") from None
-        value = first.get("input")
-        shown = "" if isinstance(value, dict) else f"={value!r}"
-        raise ValueError(f"task {task}: params.{field}{shown}: {first['msg']}") from None
+        detail = describe_validation_error(err, prefix="params.", allowed=sorted(cls.model_fields), noun="parameter")
+        raise ValueError(f"task {task}: {detail}") from None
 
 
 def problem_for(spec: RunSpec) -> Problem:
