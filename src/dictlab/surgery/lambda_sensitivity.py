@@ -23,6 +23,7 @@ from dictlab.surgery.parts import (
     oracle_variant,
     register_surgery,
     score_variants,
+    sorted_nonnegative,
     with_dictionary,
 )
 
@@ -36,9 +37,7 @@ class LambdaSensitivityParams(SurgeryParams):
     @field_validator("lams")
     @classmethod
     def _sorted_nonnegative(cls, lams: list[float]) -> list[float]:
-        if min(lams) < 0:
-            raise ValueError(f"every λ must be >= 0, got {lams}")
-        return sorted(set(lams))
+        return sorted_nonnegative(lams, "every λ")
 
 
 def lambda_variants(

@@ -41,6 +41,7 @@ from dictlab.surgery.parts import (
     register_surgery,
     renormalised,
     score_variant,
+    sorted_nonnegative,
     with_dictionary,
 )
 
@@ -63,9 +64,7 @@ class WarmstartDecoderParams(SurgeryParams):
     def _sorted_nonnegative(cls, budgets: list[int] | None) -> list[int] | None:
         if budgets is None:
             return None
-        if not budgets or min(budgets) < 0:
-            raise ValueError(f"round budgets must be a non-empty list of integers >= 0, got {budgets}")
-        return sorted(set(budgets))
+        return sorted_nonnegative(budgets, "round budgets")
 
     def dl_config(self, **fields: Any) -> DLFistaConfig:
         """DL-FISTA's config: the DL recipe, then ``dl_overrides``, then ``fields``; ValueError naming a bad field."""

@@ -41,6 +41,7 @@ from dictlab.surgery.parts import (
     oracle_variant,
     register_surgery,
     score_variants,
+    sorted_nonnegative,
     split_inputs,
     with_dictionary,
 )
@@ -62,9 +63,7 @@ class WarmstartEncoderParams(SurgeryParams):
     @field_validator("budgets")
     @classmethod
     def _sorted_nonnegative(cls, budgets: list[int]) -> list[int]:
-        if min(budgets) < 0:
-            raise ValueError(f"iteration budgets must be >= 0, got {budgets}")
-        return sorted(set(budgets))
+        return sorted_nonnegative(budgets, "iteration budgets")
 
 
 def budget_variants(
