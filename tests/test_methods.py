@@ -63,3 +63,38 @@ def test_scores_separate_the_oracle_from_unrelated_codes(data):
     bad = score_codes(oracle, data, shuffled, seed=0)
     assert bad["mcc_ood"] < 0.3 and abs(bad["mcc_ood"] - bad["mcc_chance_ood"]) < 0.1
     assert good["mcc_chance_ood"] < 0.3
+
+
+def test_dl_lista_reuses_the_dl_fista_fit_of_the_same_run(data, monkeypatch):
+    from dictlab.learners.dl_fista import DLFista
+    from dictlab.models import FitCache
+
+    alone = fit_method("dl_lista", data, seed=0, overrides=FAST["dl_lista"])  # no cache: fits DL-FISTA itself
+    fits = []
+    original = DLFista.fit
+    monkeypatch.setattr(DLFista, "fit", lambda self, y, context=None: fits.append(1) or original(self, y, context))
+    cache = FitCache()
+    dl = fit_method("dl_fista", data, seed=0, overrides=FAST["dl_fista"], cache=cache)
+    shared = fit_method("dl_lista", data, seed=0, overrides=FAST["dl_lista"], cache=cache)
+    assert len(fits) == 1 and len(cache) == 1
+    assert torch.equal(shared.dictionary, dl.dictionary)
+    # reuse changes nothing: the cached fit is exactly the one dl_lista would have made
+    assert torch.equal(shared.dictionary, alone.dictionary)
+    assert torch.equal(shared.encode(data.ood.y), alone.encode(data.ood.y))
+
+
+def test_fit_cache_never_shares_across_seeds_settings_or_data(data):
+    from dictlab.models import FitCache
+
+    cache = FitCache()
+    base = fit_method("dl_fista", data, seed=0, overrides={"max_rounds": 3}, cache=cache)
+    other_seed = fit_method("dl_fista", data, seed=1, overrides={"max_rounds": 3}, cache=cache)
+    other_config = fit_method("dl_fista", data, seed=0, overrides={"max_rounds": 4}, cache=cache)
+    copy = make_compositional(num_latents=30, k=3, n_samples=600, seed=1)  # equal data, another tensor
+    other_data = fit_method("dl_fista", copy, seed=0, overrides={"max_rounds": 3}, cache=cache)
+    assert len(cache) == 3  # the last fit replaced the first's entry: same key, another observations tensor
+    assert not torch.equal(other_seed.dictionary, base.dictionary)
+    assert not torch.equal(other_config.dictionary, base.dictionary)
+    assert other_data is not base and torch.equal(other_data.dictionary, base.dictionary)
+    # models without a fit key (a given dictionary, an SAE) are always fitted afresh
+    assert fit_method("sae_topk", data, seed=0, overrides={"n_steps": 5}, cache=cache) is not None and len(cache) == 3

@@ -265,6 +265,13 @@ class DLFista(DictionaryModel):
         self._coder = SparseCodingModel(d, cfg.solver(lam), self._offset)
         return self
 
+    def fit_key(self) -> str | None:
+        """Settings as JSON when the fit starts from a random dictionary with no offset (then the fit is a
+        function of the settings, the data and the seed); None when a dictionary or an offset is given."""
+        if self.initial_dictionary is not None or self._offset is not None:
+            return None
+        return f"{self.kind}:{self.settings.model_dump_json()}"
+
     # --- training steps ---------------------------------------------------------------------------------
     def _starting_dictionary(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if self.initial_dictionary is not None:

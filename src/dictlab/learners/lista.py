@@ -254,7 +254,7 @@ class Lista(torch.nn.Module, DictionaryModel):
                 "LISTA needs a dictionary: pass dictionary= (e.g. the true one) or dictionary_learner= "
                 "(e.g. DLFista(DLFistaConfig(width=p))) to Lista(...)"
             )
-        return learner.fit(y, context).dictionary
+        return context.fit(learner, y).dictionary
 
     def _require_dictionary(self) -> torch.Tensor:
         if self._dictionary is None:

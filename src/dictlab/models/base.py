@@ -31,6 +31,7 @@ class FitContext:
     ground_truth : (p, m) true dictionary, only to log dictionary quality along training — never to fit.
     codes : (N, p) true training codes, only for supervised baselines (the linear probe).
     progress : show a progress bar.
+    cache : fits shared with other methods run on the same training data (see ``FitCache``); None: none.
     """
 
     def __init__(
@@ -40,11 +41,19 @@ class FitContext:
         ground_truth: torch.Tensor | None = None,
         codes: torch.Tensor | None = None,
         progress: bool = False,
+        cache: FitCache | None = None,
     ) -> None:
         self.seed = seed
         self.ground_truth = ground_truth
         self.codes = codes
         self.progress = progress
+        self.cache = cache
+
+    def fit(self, model: DictionaryModel, y: torch.Tensor) -> DictionaryModel:
+        """``model.fit(y, self)``, or the identical fit another method already made (``cache``)."""
+        if self.cache is None:
+            return model.fit(y, self)
+        return self.cache.fit(model, y, self)
 
     def generator(self, stream: str, device: torch.device | str = "cpu") -> torch.Generator:
         """A generator for one named random stream of the fit (e.g. the method's kind).
@@ -60,6 +69,36 @@ def derived_generator(seed: int, stream: str, device: torch.device | str = "cpu"
     """A generator for ``stream`` whose draws are unrelated to ``torch.Generator().manual_seed(seed)``."""
     digest = hashlib.sha256(f"{stream}:{seed}".encode()).digest()
     return torch.Generator(device=device).manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
+
+
+class FitCache:
+    """Fitted models shared by the methods of one (dataset, seed), so that a fit is never made twice.
+
+    ``dl_lista`` trains LISTA on the dictionary DL-FISTA learns; run next to ``dl_fista`` on the same data
+    and seed, that DL-FISTA fit is the very one ``dl_fista`` made (same config, same seed-derived random
+    streams, same observations), so it is reused instead of recomputed. A model takes part only if its
+    ``fit_key()`` is not None; a hit requires the same key, seed, ``ground_truth`` logging and the very same
+    observations tensor (``is``, not equality: the cache lives for one dataset and never compares data).
+    """
+
+    def __init__(self) -> None:
+        self._fits: dict[tuple[str, int, bool], tuple[torch.Tensor, DictionaryModel]] = {}
+
+    def fit(self, model: DictionaryModel, y: torch.Tensor, context: FitContext) -> DictionaryModel:
+        """The fitted model for ``model.fit(y, context)``: the cached one when an identical fit was made."""
+        key = model.fit_key()
+        if key is None:
+            return model.fit(y, context)
+        slot = (key, context.seed, context.ground_truth is not None)
+        hit = self._fits.get(slot)
+        if hit is not None and hit[0] is y:
+            return hit[1]
+        fitted = model.fit(y, context)
+        self._fits[slot] = (y, fitted)
+        return fitted
+
+    def __len__(self) -> int:
+        return len(self._fits)
 
 
 class DictionaryModel(ABC):
@@ -91,6 +130,12 @@ class DictionaryModel(ABC):
     def fit(self, y: torch.Tensor, context: FitContext | None = None) -> DictionaryModel:
         """Learn from observations (N, m); returns self. Models with a given dictionary need no fit."""
         return self
+
+    def fit_key(self) -> str | None:
+        """A string that determines this unfitted model's fit given (observations, seed), for ``FitCache``;
+        None (the default): never shared. Only a model whose fit is a pure function of its config, the data
+        and the seed may return one."""
+        return None
 
     # --- persistence: JSON config + named tensors (safetensors); see dictlab.models.io --------------
     @abstractmethod
