@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import dictlab.metrics.correlation as correlation
 from dictlab.data import SparseCodes
-from dictlab.metrics import abs_correlation, mcc, mcc_chance, split_mcc
+from dictlab.metrics import abs_correlation, mcc, mcc_chance, split_mcc, split_mcc_with_chance
 
 # Mutually orthogonal, zero-mean columns: every |ρ| between different ones is exactly 0.
 HADAMARD = torch.tensor([[1.0, 1, 1], [-1, 1, -1], [1, -1, -1], [-1, -1, 1]], dtype=torch.float64)
@@ -88,6 +88,24 @@ def test_chance_floor_is_far_below_a_perfect_score_and_reproducible():
     assert first == second
     assert split_mcc(true, codes).mcc == pytest.approx(1.0, abs=1e-9)
     assert first < 0.2
+
+
+def test_sparse_truth_gives_the_dense_correlations_and_the_chance_floor_of_permuted_codes():
+    # SparseCodes are never densified: column statistics from (indices, values), chance by permuting the
+    # truth's samples. Both must equal the dense definitions: split_mcc(dense), split_mcc(dense, codes[perm]).
+    true = sparse_codes(600, 40, 4, seed=11)
+    g = torch.Generator().manual_seed(1)
+    codes = torch.relu(true.to_dense() @ torch.randn(40, 55, generator=g) + 0.3 * torch.randn(600, 55, generator=g))
+    dense = true.to_dense()
+    result, chance = split_mcc_with_chance(true, codes, torch.Generator().manual_seed(3))
+    reference = split_mcc(dense, codes)
+    torch.testing.assert_close(result.per_latent, reference.per_latent, rtol=0, atol=1e-12)
+    assert torch.equal(result.assignment, reference.assignment)
+    perm = torch.randperm(600, generator=torch.Generator().manual_seed(3))
+    assert chance == pytest.approx(split_mcc(dense, codes[perm]).mcc, abs=1e-12)
+    assert chance == mcc_chance(true, codes, torch.Generator().manual_seed(3))
+    assert mcc_chance(dense, codes, torch.Generator().manual_seed(3)) == pytest.approx(chance, abs=1e-12)
+    assert 0.05 < chance < result.mcc
 
 
 def test_fewer_units_than_latents_scores_missing_latents_as_zero():

@@ -46,8 +46,8 @@ def score_codes(
     out["dict_frac_close"] = match.frac_close
     for name, split in splits.items():
         split_codes = codes[name].detach().cpu()
-        out[f"mcc_{name}"] = metrics.split_mcc(split.codes, split_codes).mcc
-        out[f"mcc_chance_{name}"] = metrics.mcc_chance(split.codes, split_codes, generator)
+        result, chance = metrics.split_mcc_with_chance(split.codes, split_codes, generator)
+        out[f"mcc_{name}"], out[f"mcc_chance_{name}"] = result.mcc, chance
         support = metrics.support_metrics(split.codes, split_codes, match.assignment)
         out[f"support_f1_{name}"] = support.f1
         out[f"r2_{name}"] = metrics.r2(split.y, model.decode(codes[name]).detach())

@@ -9,6 +9,7 @@ from dictlab.metrics.correlation import (
     mcc,
     mcc_chance,
     split_mcc,
+    split_mcc_with_chance,
 )
 from dictlab.metrics.dictionary import DictionaryMatch, abs_cosine_matrix, match_dictionaries
 from dictlab.metrics.matching import max_weight_assignment
@@ -42,5 +43,6 @@ __all__ = [
     "probe_accuracy",
     "r2",
     "split_mcc",
+    "split_mcc_with_chance",
     "support_metrics",
 ]
