@@ -18,7 +18,7 @@ from dictlab.learners.dictionary_update import (
     normalize_atoms,
     replace_atoms,
 )
-from dictlab.learners.dl_fista import DLFista, DLFistaConfig, alternating_round
+from dictlab.learners.dl_fista import DLFista, DLFistaConfig, alternating_round, extrapolate, grow_dictionary
 from dictlab.models.base import derived_generator
 from dictlab.models import FitContext, load_model, save_model
 
@@ -145,6 +145,45 @@ def test_each_half_round_does_not_increase_the_objective_and_renormalisation_is_
         d, z = step.dictionary, rescaled
 
 
+def test_growth_seeds_new_atoms_with_the_worst_residuals_and_keeps_the_rest():
+    g = torch.Generator().manual_seed(3)
+    d = random_unit_dictionary(4, 6, g, torch.float64)
+    z = sparse_codes(30, 4, 0.5, g)
+    y = z @ d
+    y[[5, 11]] += torch.randn(2, 6, generator=g, dtype=torch.float64) * torch.tensor([[4.0], [2.0]])
+    grown, codes = grow_dictionary(y, d, z, 6, g)
+    residual = y - z @ d
+    assert grown.shape == (6, 6) and codes.shape == (30, 6)
+    torch.testing.assert_close(grown[:4], d, rtol=0, atol=1e-15)  # unit rows, renormalised
+    assert torch.equal(codes[:, :4], z) and codes[:, 4:].abs().max() == 0
+    torch.testing.assert_close(grown[4], residual[5] / residual[5].norm())  # the worst sample first
+    torch.testing.assert_close(grown[5], residual[11] / residual[11].norm())
+
+
+def test_extrapolation_is_normalised_and_spares_fresh_and_empty_atoms():
+    g = torch.Generator().manual_seed(4)
+    previous = random_unit_dictionary(5, 7, g, torch.float64)
+    new = random_unit_dictionary(5, 7, g, torch.float64)
+    new[3] = 0  # an atom no code used
+    out = extrapolate(new, previous, 0.9, fresh=torch.tensor([1]))
+    expected = new[[0, 2, 4]] + 0.9 * (new[[0, 2, 4]] - previous[[0, 2, 4]])
+    torch.testing.assert_close(out[[0, 2, 4]], expected / expected.norm(dim=1, keepdim=True))
+    assert torch.equal(out[1], new[1]) and out[3].abs().max() == 0
+    assert extrapolate(new, previous, 0.0, fresh=torch.tensor([], dtype=torch.long)) is new
+
+
+def test_growth_happens_at_most_halfway_and_every_atom_ends_in_use(easy):
+    data = easy[0]
+    config = DLFistaConfig(width=20, initial_fraction=0.5, grow_after=100, max_rounds=30, log_every=1)
+    assert config.growth_round() == 15 and config.initial_width(20) == 10
+    model = DLFista(config).fit(data.train.y, FitContext(seed=0))
+    assert model.dictionary.shape == (20, data.input_dim)
+    widths = [entry["width"] for entry in model.history]
+    assert widths[:15] == [10] * 15 and set(widths[15:]) == {20}
+    assert [entry["lam"] for entry in model.history][15:] == [config.lam] * (len(widths) - 15)  # λ drops to lam
+    assert (model.encode(data.train.y) != 0).any(dim=0).all()
+
+
 # --- fitting --------------------------------------------------------------------------------------------------
 
 
@@ -231,6 +270,7 @@ def test_study_preset_is_the_studys_run():
     study = DLFistaConfig.study(width=1000)
     assert (study.lam, study.lam_start, study.fista_iter, study.max_rounds) == (0.1, None, 100, 1000)
     assert (study.ridge, study.tol, study.min_rounds, study.upkeep_every) == (1e-6, 1e-5, 11, 0)
+    assert (study.momentum, study.initial_fraction) == (0.0, 1.0)  # plain MOD, all atoms from the start
 
 
 @pytest.mark.parametrize(

@@ -36,7 +36,7 @@ def test_task_records_budgets_traces_and_oracle(data):
 
 
 def test_default_budgets_follow_the_learner_rounds():
-    assert WarmstartDecoderParams().round_budgets() == [0, 1, 2, 5, 10, 20, 50, 100]
+    assert WarmstartDecoderParams().round_budgets() == [0, 1, 2, 5, 10, 20, 50, 100, 200]
     assert WarmstartDecoderParams(dl_recipe="study").round_budgets() == [0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]
     assert WarmstartDecoderParams(dl_overrides={"max_rounds": 30}).round_budgets() == [0, 1, 2, 5, 10, 20, 30]
 

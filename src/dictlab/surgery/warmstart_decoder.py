@@ -3,7 +3,9 @@
 
 DL-FISTA (``dictlab.learners.dl_fista.DLFista``) started at the SAE's decoder ``W_dec`` (rows normalised)
 versus from a random dictionary (the same seeded draw for every SAE), both on the bias-corrected training
-inputs ``y − b_dec``. Labels for method ``sae_X``:
+inputs ``y − b_dec``. The cold arm is DL-FISTA's default from a random start, so it includes the growth
+phase (60 % of the atoms first, the rest seeded from residuals at round min(100, n/2)); the warm arm starts
+with every atom given, so it has none. Labels for method ``sae_X``:
 
 * ``warm_dl+sae_X`` / ``cold_dl+sae_X`` at step = n for each round budget n: a fresh DL-FISTA run with
   ``max_rounds = n`` (as in the study; early stopping may end it sooner — ``n_rounds`` says when, and
