@@ -74,7 +74,9 @@ class SoftplusAdamConfig(BaseModel):
     patience: int = Field(5000, ge=1, description="Stop after this many steps without a loss improvement > min_delta ...")
     min_steps: int = Field(10_000, ge=0, description="... once more than this many steps have run.")
     min_delta: float = Field(1e-6, ge=0, description="Improvement of the loss that resets the patience count.")
-    encode_iter: int = Field(200, ge=1, description="FISTA iterations of encode (the Lasso with λ_eff, D fixed).")
+    encode_iter: int = Field(
+        100, ge=1, description="FISTA iterations of encode (the Lasso with λ_eff, D fixed); 200 gave the same MCC."
+    )
     encode_tol: float | None = Field(None, gt=0, description="Relative-change tolerance of encode's FISTA; None: off.")
     log_every: int = Field(50, ge=1, description="Steps between history entries (the first and last are always logged).")
 
