@@ -172,15 +172,24 @@ def test_extrapolation_is_normalised_and_spares_fresh_and_empty_atoms():
     assert extrapolate(new, previous, 0.0, fresh=torch.tensor([], dtype=torch.long)) is new
 
 
-def test_growth_happens_at_most_halfway_and_every_atom_ends_in_use(easy):
+def test_growth_schedule_starts_at_most_halfway_and_ends_at_full_width():
+    default = DLFistaConfig(width=1000)
+    assert default.growth_schedule(1000) == {100: 700, 115: 800, 130: 900, 145: 1000}
+    short = DLFistaConfig(width=20, initial_fraction=0.5, max_rounds=30)  # the first growth moves to round 15
+    assert short.growth_schedule(20) == {15: 13, 17: 15, 19: 18, 21: 20}  # all before upkeep stops (round 24)
+    assert DLFistaConfig(width=20, max_rounds=2, growth_stages=4).growth_schedule(20) == {1: 20}  # stages merge
+    assert DLFistaConfig.study(width=1000).growth_schedule(1000) == {}
+
+
+def test_the_dictionary_grows_on_schedule_and_every_atom_ends_in_use(easy):
     data = easy[0]
-    config = DLFistaConfig(width=20, initial_fraction=0.5, grow_after=100, max_rounds=30, log_every=1)
-    assert config.growth_round() == 15 and config.initial_width(20) == 10
+    config = DLFistaConfig(width=20, initial_fraction=0.5, max_rounds=30, log_every=1)
     model = DLFista(config).fit(data.train.y, FitContext(seed=0))
     assert model.dictionary.shape == (20, data.input_dim)
     widths = [entry["width"] for entry in model.history]
-    assert widths[:15] == [10] * 15 and set(widths[15:]) == {20}
-    assert [entry["lam"] for entry in model.history][15:] == [config.lam] * (len(widths) - 15)  # λ drops to lam
+    expected = [10] * 15 + [13] * 2 + [15] * 2 + [18] * 2 + [20] * 9
+    assert widths == expected[: len(widths)] and widths[-1] == 20
+    assert {entry["lam"] for entry in model.history[15:]} == {config.lam}  # λ drops to lam with the growth
     assert (model.encode(data.train.y) != 0).any(dim=0).all()
 
 
@@ -208,7 +217,8 @@ def test_starting_at_the_truth_stays_there(easy):
 
 def test_atom_upkeep_leaves_no_unused_atom(easy):
     data = easy[0]
-    config = DLFistaConfig(width=40, lam=0.3, lam_start=None, max_rounds=60, duplicate_cosine=1.0)
+    # all atoms from the start: upkeep alone (added atoms in excess of the latents may end unused)
+    config = DLFistaConfig(width=40, lam=0.3, lam_start=None, max_rounds=60, duplicate_cosine=1.0, initial_fraction=1.0)
     revived = DLFista(config).fit(data.train.y, FitContext(seed=0))
     never = DLFista(config.model_copy(update={"upkeep_every": 0})).fit(data.train.y, FitContext(seed=0))
     assert (never.encode(data.train.y) != 0).any(dim=0).logical_not().sum() > 0  # the situation arises ...
