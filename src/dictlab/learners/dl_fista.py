@@ -338,15 +338,14 @@ class DLFista(DictionaryModel):
             last = done or r == cfg.max_rounds - 1
             if (r + 1) % cfg.log_every == 0 or last:
                 self.history.append(
-                    self._log(r, lam, change, unused, int(replaced.numel()), x, z, fitted, new, context)
+                    self._log(r, lam, change, unused, int(replaced.numel()), x, z, fitted, d, context)
                 )
             if done:
                 break
             lam = cfg.next_lam(lam, change, int(replaced.numel()))
         self.rounds_run = r + 1
         self.final_lam = lam
-        # the last least-squares dictionary, not its extrapolation (a step towards where it was heading)
-        self._coder = SparseCodingModel(previous, cfg.solver(lam), self._offset)
+        self._coder = SparseCodingModel(d, cfg.solver(lam), self._offset)
         return self
 
     def fit_key(self) -> str | None:
