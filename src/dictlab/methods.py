@@ -138,7 +138,9 @@ _register_sae("mp", "MP-SAE: k matching-pursuit steps on the tied decoder (Costa
 # --- dictionary learning -----------------------------------------------------------------------------------
 
 
-@register_method("dl_fista", "alternating FISTA codes and least-squares dictionary updates, with atom upkeep")
+@register_method(
+    "dl_fista", "alternating FISTA codes and least-squares (MOD) updates; grows from 60% of the atoms, with momentum and atom upkeep"
+)
 def _dl_fista(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
     from dictlab.learners.dl_fista import DLFista, DLFistaConfig
 
