@@ -25,6 +25,7 @@ TINY = ["--num-latents", "30", "--k", "3", "--n-samples", "600", "--seeds", "0",
         (["run", "--recipe", "fast"], "argument --recipe: invalid choice: 'fast'"),
         (["run", "--device", "tpu"], "--device: unknown device 'tpu'; allowed: cpu, cuda"),
         (["run", "--n-samples", "-5"], "--n-samples: Input should be greater than or equal to 4"),
+        (["run", "--jobs", "0"], "--jobs: must be >= 1, got 0"),
         (["fly"], "argument COMMAND: invalid choice: 'fly'"),
     ],
 )

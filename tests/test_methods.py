@@ -98,3 +98,15 @@ def test_fit_cache_never_shares_across_seeds_settings_or_data(data):
     assert other_data is not base and torch.equal(other_data.dictionary, base.dictionary)
     # models without a fit key (a given dictionary, an SAE) are always fitted afresh
     assert fit_method("sae_topk", data, seed=0, overrides={"n_steps": 5}, cache=cache) is not None and len(cache) == 3
+
+
+def test_fit_groups_keep_methods_that_share_a_fit_together(data):
+    from dictlab.experiments.single_run import fit_groups
+
+    names = ["dl_fista", "fista_oracle", "dl_lista", "sae_topk"]
+    rounds = {"dl_fista": {"max_rounds": 5}, "dl_lista": {"max_rounds": 6}}  # two different DL-FISTA fits
+    models = {name: build_method(name, problem_of(data), rounds.get(name)) for name in names}
+    assert fit_groups(names, models) == [["dl_fista"], ["fista_oracle"], ["dl_lista"], ["sae_topk"]]
+    same = {name: build_method(name, problem_of(data), FAST.get(name)) for name in names}  # the same 5 rounds
+    assert fit_groups(names, same) == [["dl_fista", "dl_lista"], ["fista_oracle"], ["sae_topk"]]
+    assert models["sae_topk"].fit_keys() == set() and same["dl_lista"].fit_keys() == same["dl_fista"].fit_keys()

@@ -150,6 +150,7 @@ def run_experiment(
     device: str,
     out: Path | None,
     quiet: bool,
+    jobs: int = 1,
 ) -> dict[str, Any]:
     from dictlab.experiments import run_point, summarise
     from dictlab.report_table import print_summary, progress_printer
@@ -159,7 +160,7 @@ def run_experiment(
     try:
         results = run_point(
             config, methods, seeds, overrides=overrides, recipe=recipe, study_metrics=study_metrics,
-            device=device, on_result=printer,
+            device=device, on_result=printer, jobs=jobs,
         )
     except ValueError as err:
         raise CliError(str(err).splitlines()[0]) from None
@@ -193,11 +194,14 @@ def _title(config: Any, seeds: list[int], recipe: str) -> str:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
+    if args.jobs < 1:
+        raise CliError(f"--jobs: must be >= 1, got {args.jobs}")
     config = _data_config(args)
     methods = parse_methods(args.methods)
     run_experiment(
         config, methods, parse_seeds(args.seeds), overrides=parse_overrides(args.set), recipe=args.recipe,
         study_metrics=args.study_metrics, device=resolve_device(args.device), out=args.out, quiet=args.quiet,
+        jobs=args.jobs,
     )
     return 0
 
@@ -364,6 +368,8 @@ def build_parser() -> _Parser:
     run.add_argument("--study-metrics", action="store_true", help="also report the study's own MCC definitions")
     run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
+    run.add_argument("--jobs", type=int, default=1,
+                     help="worker processes (one torch thread each); methods sharing a fit stay together (default 1)")
     run.add_argument("--out", type=Path, default=Path("results.json"), help="JSON file for the results (default results.json)")
     run.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     run.set_defaults(handler=_cmd_run)

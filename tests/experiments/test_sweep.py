@@ -212,3 +212,26 @@ def test_artifacts_hold_the_learned_model_under_the_run_id(store):
     torch.testing.assert_close(model.dictionary, make_compositional(**DATA, seed=2).dictionary, rtol=0, atol=0)
     assert not any(p.name.endswith(".partial") for p in store.artifacts_dir.iterdir())
     assert [r.status for r in store.runs()] == ["done"]
+
+
+def test_run_point_in_two_processes_gives_the_sequential_results_in_order():
+    from dictlab.data import CompositionalConfig
+    from dictlab.experiments import run_point
+
+    config = CompositionalConfig(num_latents=30, k=3, n_samples=600)
+    methods = ["fista_oracle", "dl_fista", "linear_probe", "dl_lista"]
+    overrides = {"dl_fista": {"max_rounds": 6}, "dl_lista": {"max_rounds": 6, "epochs": 1}}
+    seen = []
+    parallel = run_point(config, methods, [0, 1], overrides=overrides, jobs=2, on_result=seen.append)
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # the workers' setting: same float rounding, so the same numbers
+    try:
+        sequential = run_point(config, methods, [0, 1], overrides=overrides)
+    finally:
+        torch.set_num_threads(before)
+    assert [(r.seed, r.method) for r in parallel] == [(s, m) for s in (0, 1) for m in methods]
+    assert sorted((r.seed, r.method) for r in seen) == sorted((r.seed, r.method) for r in parallel)
+    for a, b in zip(parallel, sequential):
+        assert a.metrics == pytest.approx(b.metrics, abs=1e-9), a.method
+    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
+        run_point(config, methods, [0], jobs=0)

@@ -45,7 +45,7 @@ def _check_threads(threads: int | None) -> int | None:
     return threads
 
 
-def _worker_setup(threads: int) -> None:
+def worker_setup(threads: int) -> None:
     """Worker set-up: few torch threads (processes that each use torch's default of one thread per core
     thrash a small machine), and Ctrl-C left to the driver, which cancels the runs itself."""
     import torch
@@ -99,7 +99,7 @@ class ProcessExecutor:
         return ProcessPoolExecutor(
             self.jobs,
             mp_context=multiprocessing.get_context("spawn"),
-            initializer=_worker_setup,
+            initializer=worker_setup,
             initargs=(self.threads,),
         )
 

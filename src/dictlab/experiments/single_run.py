@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,6 +92,50 @@ def run_method(
     return RunResult(name, seed, recipe, dict(overrides or {}), metrics, timings, model)
 
 
+def fit_groups(methods: list[str], models: dict[str, DictionaryModel]) -> list[list[str]]:
+    """``methods`` partitioned, in order, so that methods whose models share a fit (``fit_keys``) are together."""
+    groups: list[tuple[set[str], list[str]]] = []
+    for name in methods:
+        keys = models[name].fit_keys()
+        joined = [g for g in groups if g[0] & keys]
+        merged = (set(keys), [name])
+        for group in joined:
+            merged[0].update(group[0])
+            merged[1][:0] = group[1]
+            groups.remove(group)
+        groups.append(merged)
+    order = {name: i for i, name in enumerate(methods)}
+    return sorted((sorted(names, key=order.__getitem__) for _, names in groups), key=lambda g: order[g[0]])
+
+
+def iter_group(
+    config: CompositionalConfig,
+    seed: int,
+    methods: list[str],
+    *,
+    overrides: dict[str, dict[str, Any]],
+    recipe: str,
+    study_metrics: bool,
+    device: str,
+) -> Iterator[RunResult]:
+    """Methods run one after another on the data of (config, seed), sharing one ``FitCache``; each result is
+    yielded as soon as it exists, without its model (memory stays flat across a sweep)."""
+    data = make_compositional(config, seed=seed).to(device)
+    cache = FitCache()
+    for name in methods:
+        torch.manual_seed(seed)  # for any library code that draws from the global generator
+        result = run_method(
+            name, data, seed=seed, overrides=overrides.get(name), recipe=recipe, study_metrics=study_metrics, cache=cache
+        )
+        result.model = None
+        yield result
+
+
+def run_group(config: CompositionalConfig, seed: int, methods: list[str], **settings: Any) -> list[RunResult]:
+    """``iter_group`` as a list: the task a worker process runs for ``run_point(jobs > 1)``."""
+    return list(iter_group(config, seed, methods, **settings))
+
+
 def run_point(
     config: CompositionalConfig,
     methods: list[str],
@@ -101,32 +146,67 @@ def run_point(
     study_metrics: bool = False,
     device: str = "cpu",
     on_result: Any = None,
+    jobs: int = 1,
 ) -> list[RunResult]:
     """Every method on one data configuration for every seed (the seed is the data seed and the fit seed).
 
     Methods are validated before anything runs, so a typo fails in a second, not after an hour. The methods
     of one seed share a ``FitCache``: ``dl_lista`` reuses the DL-FISTA fit of ``dl_fista`` when both run.
     ``on_result(result)`` is called after each run (progress display, incremental saving).
+
+    ``jobs > 1`` runs (seed, group of methods) tasks in that many spawned processes with one torch thread
+    each; methods sharing a fit form one group (``fit_groups``), so nothing is fitted twice. Results come
+    back in the same order as with ``jobs = 1``; a learner's float rounding, hence a chaotic one's result
+    (DL-FISTA at p = 1000), can differ from a run with another thread count.
     """
     overrides = overrides or {}
+    if not isinstance(jobs, int) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"jobs must be an integer >= 1, got {jobs!r}")
     for name in list(methods) + list(overrides):
         METHODS[name]  # unknown names raise here, listing the allowed ones
-    probe_data = make_compositional(config, seed=seeds[0]) if seeds else None
-    if probe_data is not None:
-        for name in methods:
-            build_method(name, problem_of(probe_data), overrides.get(name), recipe)  # validates hyperparameters
-    results = []
-    for seed in seeds:
-        data = probe_data if seed == seeds[0] and probe_data is not None else make_compositional(config, seed=seed)
-        data = data.to(device)
-        cache = FitCache()
-        for name in methods:
-            torch.manual_seed(seed)  # for any library code that draws from the global generator
-            result = run_method(
-                name, data, seed=seed, overrides=overrides.get(name), recipe=recipe, study_metrics=study_metrics, cache=cache
-            )
-            result.model = None  # keep memory flat across a sweep
-            results.append(result)
-            if on_result is not None:
-                on_result(result)
-    return results
+    if not seeds:
+        return []
+    problem = problem_of(make_compositional(config, seed=seeds[0]))
+    models = {name: build_method(name, problem, overrides.get(name), recipe) for name in methods}  # validates
+    settings: dict[str, Any] = {"overrides": overrides, "recipe": recipe, "study_metrics": study_metrics, "device": device}
+    if jobs == 1:
+        results = []
+        for seed in seeds:
+            for result in iter_group(config, seed, list(methods), **settings):
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+        return results
+    return _run_parallel(config, methods, seeds, fit_groups(list(methods), models), settings, on_result, jobs)
+
+
+def _run_parallel(
+    config: CompositionalConfig,
+    methods: list[str],
+    seeds: list[int],
+    groups: list[list[str]],
+    settings: dict[str, Any],
+    on_result: Any,
+    jobs: int,
+) -> list[RunResult]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from dictlab.experiments.executors import worker_setup
+
+    tasks = [(seed, group) for seed in seeds for group in groups]
+    finished: dict[tuple[int, str], RunResult] = {}
+    pool = ProcessPoolExecutor(
+        max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
+        initializer=worker_setup, initargs=(1,),
+    )
+    try:
+        futures = [pool.submit(run_group, config, seed, group, **settings) for seed, group in tasks]
+        for future in as_completed(futures):
+            for result in future.result():
+                finished[(result.seed, result.method)] = result
+                if on_result is not None:
+                    on_result(result)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return [finished[(seed, name)] for seed in seeds for name in methods]

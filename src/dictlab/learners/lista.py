@@ -258,6 +258,12 @@ class Lista(torch.nn.Module, DictionaryModel):
             )
         return context.fit(learner, y).dictionary
 
+    def fit_keys(self) -> set[str]:
+        """The dictionary learner's fit, which ``fit`` requests through the context's ``FitCache``."""
+        if self._dictionary is not None or self.dictionary_learner is None:
+            return set()
+        return self.dictionary_learner.fit_keys()
+
     def _require_dictionary(self) -> torch.Tensor:
         if self._dictionary is None:
             raise ValueError("LISTA has no dictionary yet: pass dictionary= to Lista(...) or call fit first")

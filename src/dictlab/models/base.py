@@ -137,6 +137,12 @@ class DictionaryModel(ABC):
         and the seed may return one."""
         return None
 
+    def fit_keys(self) -> set[str]:
+        """Keys of every fit this model's ``fit`` makes through a ``FitCache`` (its own and its parts'), so
+        that methods sharing a fit can be scheduled together."""
+        key = self.fit_key()
+        return {key} if key is not None else set()
+
     # --- persistence: JSON config + named tensors (safetensors); see dictlab.models.io --------------
     @abstractmethod
     def config(self) -> dict[str, Any]:
