@@ -93,19 +93,19 @@ def run_method(
 
 
 def fit_groups(methods: list[str], models: dict[str, DictionaryModel]) -> list[list[str]]:
-    """``methods`` partitioned, in order, so that methods whose models share a fit (``fit_keys``) are together."""
-    groups: list[tuple[set[str], list[str]]] = []
+    """``methods`` partitioned so that methods whose models share a fit (overlapping ``fit_keys``) are in one
+    group; groups are ordered by their first method, methods within a group keep their order."""
+    groups: list[tuple[set[str], list[str]]] = []  # (fit keys, method names)
     for name in methods:
-        keys = models[name].fit_keys()
-        joined = [g for g in groups if g[0] & keys]
-        merged = (set(keys), [name])
-        for group in joined:
-            merged[0].update(group[0])
-            merged[1][:0] = group[1]
+        keys, names = set(models[name].fit_keys()), [name]
+        for group in [g for g in groups if g[0] & keys]:  # every group this method links, merged into one
             groups.remove(group)
-        groups.append(merged)
-    order = {name: i for i, name in enumerate(methods)}
-    return sorted((sorted(names, key=order.__getitem__) for _, names in groups), key=lambda g: order[g[0]])
+            keys |= group[0]
+            names = group[1] + names
+        groups.append((keys, names))
+    position = {name: i for i, name in enumerate(methods)}
+    ordered = [sorted(names, key=position.__getitem__) for _, names in groups]
+    return sorted(ordered, key=lambda names: position[names[0]])
 
 
 def iter_group(
