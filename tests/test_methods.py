@@ -110,3 +110,13 @@ def test_fit_groups_keep_methods_that_share_a_fit_together(data):
     same = {name: build_method(name, problem_of(data), FAST.get(name)) for name in names}  # the same 5 rounds
     assert fit_groups(names, same) == [["dl_fista", "dl_lista"], ["fista_oracle"], ["sae_topk"]]
     assert models["sae_topk"].fit_keys() == set() and same["dl_lista"].fit_keys() == same["dl_fista"].fit_keys()
+
+
+def test_fit_groups_merge_every_group_a_method_links():
+    from types import SimpleNamespace
+
+    from dictlab.experiments.single_run import fit_groups
+
+    keys = {"a": {"x"}, "b": {"y"}, "c": set(), "d": {"x", "y"}, "e": {"z"}}
+    models = {name: SimpleNamespace(fit_keys=lambda k=k: k) for name, k in keys.items()}
+    assert fit_groups(list(keys), models) == [["a", "b", "d"], ["c"], ["e"]]  # d links a's and b's fits
