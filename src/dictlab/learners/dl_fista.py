@@ -23,8 +23,9 @@ The defaults differ from the study's run (``DLFistaConfig.study()`` restores it)
   MCC of FISTA λ = 0.1 codes): all 1000 atoms from the start reach 0.33 after 100 rounds and 0.36 after
   600 at λ = 0.2, whose shrinkage keeps the rare (OOD-pool) atoms at cosine ≈ 0.52 even when the frequent
   ones are at 0.95; restarting the unlearned atoms at random at that point, or lowering λ to 0.1 there,
-  gives ≤ 0.43. Growing from 600 atoms, 200 rounds in all: 0.48–0.50 in one step, 0.54 in two, 0.56 in four
-  (seeds 0–2 with four: 0.56, 0.55, 0.58).
+  gives ≤ 0.43. Growing from 600 atoms, 200 rounds in all: 0.48–0.50 in one step, 0.54 in two, 0.54–0.56
+  in four; the defaults give 0.544 ± 0.007 over seeds 0–2 on one thread (0.532 ± 0.017 on two: float
+  rounding alone changes the path).
 * **Momentum** on the dictionary: ``D ← normalise(D⁺ + β(D⁺ − D⁻))`` with β = 0.9 over successive MOD
   results (atoms just replaced are not extrapolated). Unmixing atoms is a slow, steady drift that
   extrapolation speeds up: the ID-pool cosine after 100 rounds is 0.86 with β = 0.9 and 0.68 without.
@@ -41,7 +42,7 @@ The defaults differ from the study's run (``DLFistaConfig.study()`` restores it)
 
 At p = 1000 (k = 10, 2,500 training samples) the study's own recipe, re-run here on seed 0 (1000 rounds ×
 100 iterations, ~20 min on 2 cores), reaches OOD MCC 0.47 (0.44 by the study's definition); the default
-here reaches ~0.56 (~0.52) in 200 rounds, ~15 s. The atoms of the OOD pool, seen in ~12 training samples
+here reaches 0.54 (0.51) in 200 rounds, ~16 s. The atoms of the OOD pool, seen in ~12 training samples
 each, stay the weak part (matched cosine ≈ 0.65 against ≈ 0.97 for the ID pool).
 
 Codes are not rescaled when atoms are normalised (the study's behaviour, ``rescale_codes=False``): the warm
