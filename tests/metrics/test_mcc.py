@@ -160,3 +160,13 @@ def test_mcc_is_invariant_to_unit_permutation_and_positive_scaling(seed, n, a, b
     assert 0.0 <= base.mcc <= 1.0 + 1e-12
     assert moved.mcc == pytest.approx(base.mcc, abs=1e-9)
     assert mcc(true, -codes).mcc == pytest.approx(base.mcc, abs=1e-9)  # |ρ| ignores signs too
+
+
+def test_a_latent_constant_in_every_sample_is_inactive_for_sparse_and_dense_truth():
+    g = torch.Generator().manual_seed(12)
+    indices = torch.stack([torch.zeros(50, dtype=torch.long), torch.arange(50) % 5 + 1], dim=1)
+    values = torch.stack([torch.full((50,), 0.7), torch.rand(50, generator=g)], dim=1)
+    true = SparseCodes(indices, values, 6)  # latent 0 fires everywhere with the same value: no variance
+    codes = torch.rand(50, 6, generator=g)
+    assert split_mcc(true, codes).true_latents.tolist() == [1, 2, 3, 4, 5]
+    assert split_mcc(true.to_dense(), codes).mcc == pytest.approx(split_mcc(true, codes).mcc, abs=1e-12)

@@ -156,14 +156,16 @@ def active_latents(true: ArrayLike, threshold: float = ACTIVE_VARIANCE) -> torch
 
 def _sparse_true_operand(true: SparseCodes, threshold: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(a, N) sparse float64 ``L`` and the a latents (variance > threshold) of k-sparse true codes, built
-    from their (indices, values) without densifying: column sums and sums of squares by scatter-add."""
+    from their (indices, values) without densifying: column means and variances by scatter-add."""
     n, p = len(true), true.num_latents
     index = true.indices.reshape(-1)
     values = true.values.reshape(-1).to(torch.float64)
     total = torch.zeros(p, dtype=torch.float64, device=values.device).index_add_(0, index, values)
-    squares = torch.zeros_like(total).index_add_(0, index, values * values)
     mean = total / n
-    variance = (squares / n - mean * mean).clamp_min_(0.0)
+    # two-pass variance: Σ over the stored entries of (v − mean)², plus the zeros' (n − count)·mean²
+    count = torch.zeros_like(total).index_add_(0, index, torch.ones_like(values))
+    centred = torch.zeros_like(total).index_add_(0, index, (values - mean[index]).square())
+    variance = (centred + (n - count) * mean.square()) / n
     keep = variance > threshold
     latents = keep.nonzero().squeeze(1)
     position = torch.full((p,), -1, dtype=torch.long, device=values.device)
