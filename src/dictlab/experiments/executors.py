@@ -54,6 +54,13 @@ def worker_setup(threads: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def spawn_pool(jobs: int, threads: int) -> ProcessPoolExecutor:
+    """``jobs`` spawned worker processes, each set up by ``worker_setup(threads)``."""
+    return ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"), initializer=worker_setup, initargs=(threads,)
+    )
+
+
 def run_in_worker(spec_json: str, artifacts: bool) -> RunOutcome:
     """Entry point in a worker process: the spec arrives as JSON, the outcome goes back."""
     return execute_run(RunSpec.model_validate_json(spec_json), artifacts=artifacts)
@@ -96,12 +103,7 @@ class ProcessExecutor:
         self.threads = _check_threads(threads) or 1
 
     def _pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(
-            self.jobs,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=worker_setup,
-            initargs=(self.threads,),
-        )
+        return spawn_pool(self.jobs, self.threads)
 
     def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
         queue = list(reversed(specs))
@@ -130,10 +132,10 @@ class ProcessExecutor:
                     # A dead worker breaks the whole pool; runs not yet reported as broken go back to the queue.
                     queue.extend(reversed(list(in_flight.values())))
                     in_flight.clear()
-                    _terminate(pool)
+                    terminate_pool(pool)
                     pool = self._pool()
         finally:
-            _terminate(pool, busy=bool(in_flight))
+            terminate_pool(pool, busy=bool(in_flight))
 
 
 def _usable_cores() -> int:
@@ -143,7 +145,7 @@ def _usable_cores() -> int:
     return max(1, os.cpu_count() or 1)
 
 
-def _terminate(pool: ProcessPoolExecutor, busy: bool = True) -> None:
+def terminate_pool(pool: ProcessPoolExecutor, busy: bool = True) -> None:
     """Stop a pool; with runs still ``busy`` kill its workers now (shutdown alone would wait for them)."""
     if not busy:
         pool.shutdown(wait=True)

@@ -189,17 +189,13 @@ def _run_parallel(
     on_result: Any,
     jobs: int,
 ) -> list[RunResult]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures import as_completed
 
-    from dictlab.experiments.executors import worker_setup
+    from dictlab.experiments.executors import spawn_pool, terminate_pool
 
     tasks = [(seed, group) for seed in seeds for group in groups]
     finished: dict[tuple[int, str], RunResult] = {}
-    pool = ProcessPoolExecutor(
-        max_workers=min(jobs, len(tasks)), mp_context=multiprocessing.get_context("spawn"),
-        initializer=worker_setup, initargs=(1,),
-    )
+    pool = spawn_pool(min(jobs, len(tasks)), threads=1)
     try:
         futures = [pool.submit(run_group, config, seed, group, **settings) for seed, group in tasks]
         for future in as_completed(futures):
@@ -207,6 +203,8 @@ def _run_parallel(
                 finished[(result.seed, result.method)] = result
                 if on_result is not None:
                     on_result(result)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    except BaseException:
+        terminate_pool(pool)  # Ctrl-C or a failed run: stop the workers now instead of waiting for them
+        raise
+    terminate_pool(pool, busy=False)
     return [finished[(seed, name)] for seed in seeds for name in methods]
