@@ -415,10 +415,7 @@ class DLFista(DictionaryModel):
         return {"dl_fista": self.settings.model_dump(), "rounds_run": self.rounds_run, "final_lam": self.final_lam}
 
     def tensors(self) -> dict[str, torch.Tensor]:
-        out = {"dictionary": self._fitted().dictionary}
-        if self._offset is not None:
-            out["offset"] = self._offset
-        return out
+        return self._fitted().tensors()  # the coder holds the dictionary and the same offset
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> DLFista:
