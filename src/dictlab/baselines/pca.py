@@ -59,7 +59,7 @@ class PCABaseline(DictionaryModel):
         vh = vh[:n]
         largest = vh.abs().argmax(dim=1, keepdim=True)  # (n, 1)
         vh = vh * torch.sign(vh.gather(1, largest))
-        self.components = vh.to(y.dtype)
+        self.components = vh.to(y.dtype).contiguous()  # LAPACK's Vᵀ is column-major; a loaded copy is not
         self.mean = mean.to(y.dtype)
         self.explained_variance = (s[:n] ** 2 / (n_rows - 1)).to(y.dtype)
         return self

@@ -140,7 +140,7 @@ class Lista(torch.nn.Module, DictionaryModel):
         self.register_buffer("_dictionary", None)
         if dictionary is not None:
             check_matrix("dictionary", dictionary)
-            self._dictionary = dictionary.detach().clone()
+            self._dictionary = dictionary.detach().clone(memory_format=torch.contiguous_format)
             self.reset_to_ista()
 
     # --- the network --------------------------------------------------------------------------------

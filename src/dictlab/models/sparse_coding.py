@@ -31,7 +31,8 @@ class SparseCodingModel(DictionaryModel):
         check_matrix("dictionary", dictionary)
         if offset is not None and offset.shape != (dictionary.shape[1],):
             raise ValueError(f"offset must have shape ({dictionary.shape[1]},), got {tuple(offset.shape)}")
-        self._dictionary = dictionary
+        # row-major, as a saved-and-loaded copy is, so that both run the same kernels (bit-equal codes)
+        self._dictionary = dictionary.contiguous()
         self._offset = offset
         self.solver = solver if solver is not None else FistaSolver()
 
