@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from dictlab.inference.solvers import FistaSolver, OmpSolver
 from dictlab.models import DictionaryModel, SparseCodingModel
 from dictlab.registry import Registry
-from dictlab.validation import describe_validation_error
+from dictlab.config import describe_validation_error
 
 Recipe = Literal["dictlab", "study"]
 RECIPES: tuple[str, ...] = ("dictlab", "study")

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import torch
-from pydantic import ValidationError
 
 
 def check_matrix(name: str, x: torch.Tensor, *, cols: int | None = None, rows: int | None = None) -> torch.Tensor:
@@ -42,22 +39,3 @@ def check_int_range(name: str, value: int, low: int, high: int | None = None) ->
         raise ValueError(f"{name} must be {allowed}, got {value}")
     return value
 
-
-def describe_validation_error(
-    err: ValidationError, *, prefix: str = "", allowed: Iterable[str] | None = None, noun: str = "field"
-) -> str:
-    """One actionable line for the first error of a pydantic validation.
-
-    ``<prefix><field>=<value>: <rule>``, or, for an unknown field when ``allowed`` is given,
-    ``[<prefix><field>: ]unknown <noun> '<field>'; allowed: …``.
-    """
-    first = err.errors()[0]
-    name = ".".join(str(part) for part in first["loc"])
-    field = prefix + name
-    if first["type"] == "extra_forbidden" and allowed is not None:
-        unknown = f"unknown {noun} {name!r}; allowed: {', '.join(allowed)}"
-        return f"{field}: {unknown}" if prefix else unknown
-    value = first.get("input")
-    shown = "" if isinstance(value, dict) or not first["loc"] else f"={value!r}"
-    message = first["msg"].removeprefix("Value error, ")
-    return f"{field}{shown}: {message}" if field else message

@@ -12,16 +12,15 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from dictlab.config import Config
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
 from dictlab.validation import check_int_range, check_matrix
 
 
-class PCAConfig(BaseModel):
+class PCAConfig(Config):
     """Hyperparameters of the PCA baseline."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_components: int | None = Field(
         None, ge=1, description="Components kept, 1 ≤ n ≤ min(N, m); None: all min(N, m). The study passes k."

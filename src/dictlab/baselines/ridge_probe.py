@@ -16,8 +16,9 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
+from dictlab.config import Config
 from dictlab.data.sparse_codes import SparseCodes
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
 from dictlab.validation import check_matrix
@@ -25,13 +26,14 @@ from dictlab.validation import check_matrix
 STUDY_ALPHAS = (1e-6, 1e-4, 1e-2, 1.0, 10.0)
 
 
-class RidgeProbeConfig(BaseModel):
+class RidgeProbeConfig(Config):
     """Hyperparameters of the linear probe; defaults are the study's."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     alphas: tuple[float, ...] = Field(
-        STUDY_ALPHAS, min_length=1, description="Candidate ridge penalties α > 0, searched in this order."
+        STUDY_ALPHAS,
+        min_length=1,
+        strict=False,  # a TOML or JSON array arrives as a list
+        description="Candidate ridge penalties α > 0, searched in this order.",
     )
 
     @field_validator("alphas")

@@ -21,8 +21,9 @@ import math
 from dataclasses import dataclass
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
+from dictlab.config import Config
 from dictlab.data.sampling import sample_distinct
 from dictlab.data.sparse_codes import SparseCodes
 
@@ -45,10 +46,8 @@ def input_dim_from_cs_bound(num_latents: int, k: int, c: float = 2.0) -> int:
     return m
 
 
-class CompositionalConfig(BaseModel):
+class CompositionalConfig(Config):
     """Parameters of the compositional generator. Defaults are the study's (n=100, k=10, N=5000)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     num_latents: int = Field(100, ge=2, description="p: number of ground-truth latents (dictionary atoms).")
     k: int = Field(10, ge=1, description="Active latents per sample (exactly k).")

@@ -40,11 +40,12 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from dictlab.config import Config
 from dictlab.data import CompositionalConfig
 from dictlab.experiments.tasks import RunSpec
-from dictlab.validation import describe_validation_error
+from dictlab.config import describe_validation_error
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,10 +56,8 @@ PRESET_PACKAGE = "dictlab.experiments.presets"
 CS_CONSTANT = "cs_constant"
 
 
-class ExperimentSpec(BaseModel):
+class ExperimentSpec(Config):
     """A sweep: ``task`` on the product of ``grid`` (over data fields) × ``methods`` × ``seeds``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(..., min_length=1, description="Experiment name; runs are stored under it.")
     description: str = Field("", description="What the experiment asks, one or two sentences.")

@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
+from dictlab.config import Config
 from dictlab.data import CompositionalConfig, CompositionalDataset, make_compositional, random_unit_dictionary
 from dictlab.models import DictionaryModel
 from dictlab.models.io import save_model
 from dictlab.registry import Registry
-from dictlab.validation import describe_validation_error
+from dictlab.config import describe_validation_error
 
 # Packages whose import registers more tasks (the surgeries); missing ones are skipped.
 TASK_MODULES: tuple[str, ...] = ("dictlab.surgery",)
@@ -46,14 +47,12 @@ class Record(NamedTuple):
     step: float | None = None
 
 
-class RunSpec(BaseModel):
+class RunSpec(Config):
     """Everything that determines one run; its canonical JSON hash is the run's id in the store.
 
     ``data`` holds ``CompositionalConfig`` fields and is normalised to the full config (every field explicit),
     so ``{"num_latents": 30}`` and ``{"num_latents": 30, "k": 10}`` are the same run and a bad field fails here.
     """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     experiment: str = Field(..., min_length=1, description="Name of the experiment (spec) this run belongs to.")
     task: str = Field(..., min_length=1, description="Name of the task in TASKS.")
@@ -231,10 +230,8 @@ def _read_tree(root: Path) -> dict[str, bytes]:
 # --- the "method" task: one method of dictlab.methods, fitted and scored --------------------------------
 
 
-class MethodTaskParams(BaseModel):
+class MethodTaskParams(Config):
     """Params of task ``"method"``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     method: str = Field(..., description="Name in dictlab.methods.METHODS.")
     overrides: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters over the recipe's defaults.")

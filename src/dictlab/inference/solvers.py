@@ -6,11 +6,13 @@ are a pydantic model, so a solver round-trips through JSON with the model that u
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from dictlab.config import Config, parse_config
 from dictlab.inference.matching_pursuit import matching_pursuit
 from dictlab.inference.orthogonal_matching_pursuit import orthogonal_matching_pursuit
 from dictlab.inference.proximal_gradient import SolverResult, fista, ista
@@ -19,10 +21,9 @@ from dictlab.registry import Registry
 SOLVERS: Registry[type[Solver]] = Registry("solver")
 
 
-class Solver(BaseModel):
+class Solver(Config):
     """Base class: ``solve(y, dictionary, z0=None) -> SolverResult``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
     name: ClassVar[str]
 
     def solve(self, y: torch.Tensor, dictionary: torch.Tensor, z0: torch.Tensor | None = None) -> SolverResult:
@@ -32,13 +33,19 @@ class Solver(BaseModel):
         return {"name": self.name, **self.model_dump()}
 
 
-def solver_from_config(config: dict[str, Any]) -> Solver:
-    """Rebuild a solver from ``Solver.to_config()``; unknown names or fields raise ValueError."""
+def solver_from_config(config: Any) -> Solver:
+    """Rebuild a solver from ``Solver.to_config()``; a malformed config, an unknown name or a bad field raises
+    ValueError in one line."""
+    if not isinstance(config, Mapping):
+        raise ValueError(
+            f"a solver config must be a table with a 'name' ({', '.join(SOLVERS.names())}) and its fields, "
+            f"got {type(config).__name__} {config!r}"
+        )
     params = dict(config)
     name = params.pop("name", None)
     if name is None:
         raise ValueError(f"a solver config needs a 'name'; allowed: {', '.join(SOLVERS.names())}")
-    return SOLVERS[name](**params)
+    return parse_config(SOLVERS[name], params, where=f"solver {name}")
 
 
 @SOLVERS.register("fista")

@@ -56,9 +56,10 @@ import math
 from typing import Any, ClassVar, NamedTuple
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 from tqdm.auto import tqdm
 
+from dictlab.config import Config
 from dictlab.data import random_unit_dictionary
 from dictlab.inference import FistaSolver, fista
 from dictlab.learners.dictionary_update import (
@@ -76,10 +77,8 @@ from dictlab.validation import check_matrix
 POLISH_START = 0.8
 
 
-class DLFistaConfig(BaseModel):
+class DLFistaConfig(Config):
     """Hyperparameters of DL-FISTA. Defaults are fast (a few seconds at p = 1000); ``study()`` is the study's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     width: int | None = Field(
         None, ge=1, description="p: number of atoms; None: the rows of the initial dictionary (required without one)."

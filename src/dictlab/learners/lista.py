@@ -33,9 +33,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from tqdm.auto import tqdm
 
+from dictlab.config import Config
 from dictlab.inference import lipschitz_constant
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
 from dictlab.validation import check_matrix
@@ -47,10 +48,8 @@ WeightSharing = Literal["untied", "tied", "coupled"]
 TrainingObjective = Literal["lasso", "study"]
 
 
-class ListaConfig(BaseModel):
+class ListaConfig(Config):
     """Hyperparameters of LISTA. Defaults are fast; ``ListaConfig.study()`` gives the study's settings."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     n_layers: int = Field(16, ge=1, le=1000, description="Unrolled ISTA iterations (layers).")
     lam: float = Field(0.1, ge=0, description="λ: L1 weight of the training loss; thresholds start at λ/L.")

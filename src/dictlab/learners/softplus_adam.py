@@ -37,9 +37,10 @@ from __future__ import annotations
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from tqdm.auto import tqdm
 
+from dictlab.config import Config
 from dictlab.data import random_unit_dictionary
 from dictlab.inference import FistaSolver
 from dictlab.learners.dictionary_update import normalize_atoms
@@ -50,10 +51,8 @@ from dictlab.validation import check_matrix
 Objective = Literal["study", "lasso"]
 
 
-class SoftplusAdamConfig(BaseModel):
+class SoftplusAdamConfig(Config):
     """Hyperparameters of Softplus-Adam. Defaults are fast; ``SoftplusAdamConfig.study()`` is the study's."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     width: int | None = Field(None, ge=1, description="p: number of atoms (required to fit).")
     lam: float = Field(0.1, ge=0, description="λ: weight of the norm-weighted L1 penalty (see objective).")

@@ -13,16 +13,16 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from dictlab.config import Config
 
 # Architectures whose sparsity is set by ``k`` (codes per sample, or per sample on average).
 K_ARCHITECTURES = ("topk", "batchtopk", "mp")
 
 
-class SAEConfig(BaseModel):
+class SAEConfig(Config):
     """Shape and sparsity mechanism of one sparse autoencoder."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     d_in: int = Field(..., ge=1, description="m: observation dimension.")
     d_sae: int = Field(..., ge=1, description="p: number of latents (decoder rows, atoms).")
@@ -73,10 +73,8 @@ LrSchedule = Literal["constant", "linear", "cosine"]
 Renormalisation = Literal["every_step", "every_n_epochs", "never"]
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(Config):
     """One recipe for every architecture: Adam(W) on MSE + penalty, decoder rows kept on the unit sphere."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     lr: float = Field(3e-2, gt=0, description="Peak learning rate.")
     batch_size: int = Field(256, ge=1, description="Samples per step; the last batch of an epoch may be smaller.")

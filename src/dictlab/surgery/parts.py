@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator
 
 from dictlab import metrics
+from dictlab.config import Config
 from dictlab.data import CompositionalConfig, CompositionalDataset, random_unit_dictionary
 from dictlab.experiments.evaluate import encode_splits, score_codes
 from dictlab.experiments.single_run import fit_method
@@ -28,7 +29,7 @@ from dictlab.experiments.tasks import TASK_CHECKS, TASKS, Record, RunSpec, TaskC
 from dictlab.inference import FistaSolver
 from dictlab.methods import METHODS, Problem, build_method
 from dictlab.models import DictionaryModel, SparseCodingModel
-from dictlab.validation import describe_validation_error
+from dictlab.config import describe_validation_error
 
 
 def known_method(name: str) -> str:
@@ -37,10 +38,8 @@ def known_method(name: str) -> str:
     return name
 
 
-class FitParams(BaseModel):
+class FitParams(Config):
     """How the model a surgery operates on is fitted: its method's overrides and recipe."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     overrides: dict[str, Any] = Field(default_factory=dict, description="Hyperparameter overrides of the method.")
     recipe: Literal["dictlab", "study"] = Field(
