@@ -240,7 +240,7 @@ def test_history_logs_dictionary_quality_with_ground_truth(easy):
     model = DLFista(DLFistaConfig(width=20, max_rounds=25, log_every=10)).fit(
         data.train.y, FitContext(seed=2, ground_truth=data.dictionary)
     )
-    assert [entry["round"] for entry in model.history] == [10, 20, 25]
+    assert model.history.unit == "round" and model.history.series("step") == [10, 20, 25]
     last = model.history[-1]
     assert last["mean_cosine"] == pytest.approx(match_dictionaries(model.dictionary, data.dictionary).mean_cosine)
     assert last["l0"] > 0 and last["mse"] >= 0 and last["lam"] == model.final_lam

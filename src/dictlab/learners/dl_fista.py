@@ -70,6 +70,7 @@ from dictlab.learners.dictionary_update import (
     replace_atoms,
 )
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
+from dictlab.models.history import TrainingHistory
 from dictlab.models.sparse_coding import SparseCodingModel
 from dictlab.validation import check_matrix
 
@@ -241,7 +242,7 @@ class DLFista(DictionaryModel):
     offset : (m,) bias removed from observations before fitting and encoding and added back on decoding
         (an SAE's ``b_dec`` in the warm-start surgery). None: 0.
 
-    After ``fit``: ``history`` holds one dict per logged round (round, lam, change, replaced, mse, l0, dead,
+    After ``fit``: ``history`` holds one entry per logged round (step = the round, lam, change, replaced, mse, l0, dead,
     and with ``FitContext.ground_truth`` the matched dictionary quality), ``rounds_run`` the rounds run and
     ``atoms_replaced`` the atoms replaced by upkeep over the whole fit.
     """
@@ -273,7 +274,7 @@ class DLFista(DictionaryModel):
         self.initial_dictionary = initial_dictionary
         self._offset = offset
         self._coder: SparseCodingModel | None = None
-        self.history: list[dict[str, float]] = []
+        self.history = TrainingHistory(unit="round")
         self.rounds_run = 0
         self.atoms_replaced = 0
         self.final_lam = self.settings.lam
@@ -306,7 +307,7 @@ class DLFista(DictionaryModel):
         width = self.settings.width if self.settings.width is not None else d.shape[0]
         z = x.new_zeros(x.shape[0], d.shape[0])
         previous = d  # the last round's MOD dictionary, before extrapolation
-        self.history = []
+        self.history = TrainingHistory(unit="round")
         self.atoms_replaced = 0
         lam = cfg.lam_start if cfg.lam_start is not None else cfg.lam
         growth = cfg.growth_schedule(width) if self.initial_dictionary is None else {}
@@ -337,9 +338,7 @@ class DLFista(DictionaryModel):
             )
             last = done or r == cfg.max_rounds - 1
             if (r + 1) % cfg.log_every == 0 or last:
-                self.history.append(
-                    self._log(r, lam, change, unused, int(replaced.numel()), x, z, fitted, d, context)
-                )
+                self.history.log(r + 1, self._log(lam, change, unused, int(replaced.numel()), x, z, fitted, d, context))
             if done:
                 break
             lam = cfg.next_lam(lam, change, int(replaced.numel()))
@@ -376,7 +375,6 @@ class DLFista(DictionaryModel):
 
     def _log(
         self,
-        round_index: int,
         lam: float,
         change: float,
         unused: int,
@@ -389,7 +387,6 @@ class DLFista(DictionaryModel):
     ) -> dict[str, float]:
         active = z != 0
         entry: dict[str, float] = {
-            "round": round_index + 1,
             "width": d.shape[0],  # atoms being learned (fewer than the width before the growth)
             "lam": lam,
             "change": change,

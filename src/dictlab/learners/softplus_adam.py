@@ -45,6 +45,7 @@ from dictlab.data import random_unit_dictionary
 from dictlab.inference import FistaSolver
 from dictlab.learners.dictionary_update import normalize_atoms
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
+from dictlab.models.history import TrainingHistory
 from dictlab.models.sparse_coding import SparseCodingModel
 from dictlab.validation import check_matrix
 
@@ -135,7 +136,7 @@ class SoftplusAdam(DictionaryModel):
     def __init__(self, config: SoftplusAdamConfig | None = None) -> None:
         self.settings = config if config is not None else SoftplusAdamConfig()
         self._coder: SparseCodingModel | None = None
-        self.history: list[dict[str, float]] = []
+        self.history = TrainingHistory()
         self.steps_run = 0
 
     @property
@@ -175,7 +176,7 @@ class SoftplusAdam(DictionaryModel):
         optimizer = _adam(groups)
         scheduler = AdaptiveLR(optimizer) if cfg.adaptive_lr else None
         best, since_best = float("inf"), 0
-        self.history = []
+        self.history = TrainingHistory()
         step = 0
         for step in tqdm(range(1, cfg.n_steps + 1), desc="Softplus-Adam", unit="step", disable=not context.progress):
             loss = self.loss(pre_codes, dictionary, x)
@@ -191,7 +192,7 @@ class SoftplusAdam(DictionaryModel):
                 since_best += 1
             stop = since_best >= cfg.patience and step > cfg.min_steps
             if step == 1 or step % cfg.log_every == 0 or stop or step == cfg.n_steps:
-                self.history.append(self._log(step, value, optimizer, dictionary, context))
+                self.history.log(step, self._log(value, optimizer, dictionary, context))
             if stop:
                 break
         self.steps_run = step
@@ -200,9 +201,9 @@ class SoftplusAdam(DictionaryModel):
         self._coder = SparseCodingModel(unit, solver)
         return self
 
-    def _log(self, step: int, loss: float, optimizer: torch.optim.Optimizer, dictionary: torch.Tensor,
+    def _log(self, loss: float, optimizer: torch.optim.Optimizer, dictionary: torch.Tensor,
              context: FitContext) -> dict[str, float]:
-        entry: dict[str, float] = {"step": step, "loss": loss, "lr": optimizer.param_groups[0]["lr"]}
+        entry: dict[str, float] = {"loss": loss, "lr": optimizer.param_groups[0]["lr"]}
         if context.ground_truth is not None:
             from dictlab.metrics import match_dictionaries  # lazy: metrics are not needed to fit
 

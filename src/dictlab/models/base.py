@@ -18,10 +18,13 @@ from typing import Any, ClassVar
 
 import torch
 
+from dictlab.models.history import TrainingHistory
 from dictlab.registry import Registry
 from dictlab.validation import check_matrix
 
-MODEL_KINDS: Registry[type[DictionaryModel]] = Registry("model kind")
+# Model classes by the ``kind`` their saved config names; the packages that define kinds (SAEs, learners,
+# baselines) are the entry-point group ``dictlab.models``, imported on the first lookup of a missing kind.
+MODEL_KINDS: Registry[type[DictionaryModel]] = Registry("model kind", plugins="dictlab.models")
 
 
 class FitContext:
@@ -102,9 +105,13 @@ class FitCache:
 
 
 class DictionaryModel(ABC):
-    """A dictionary plus an inference procedure. Subclasses register under a ``kind`` for loading."""
+    """A dictionary plus an inference procedure. Subclasses register under a ``kind`` for loading.
+
+    ``history`` is what the fit logged (``TrainingHistory``); models that are not trained keep it empty.
+    """
 
     kind: ClassVar[str]
+    history: TrainingHistory = TrainingHistory(unit="none", records=[])  # learners assign their own in fit
 
     @property
     @abstractmethod
@@ -119,6 +126,11 @@ class DictionaryModel(ABC):
     @abstractmethod
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """Codes (N, p) for observations (N, m)."""
+
+    def remove_offset(self, y: torch.Tensor) -> torch.Tensor:
+        """Observations (N, m) as inference sees them: ``y − offset`` (``y`` itself without an offset)."""
+        offset = self.offset
+        return y if offset is None else y - offset.to(dtype=y.dtype, device=y.device)
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Reconstructions (N, m) = codes @ D (+ offset)."""

@@ -11,7 +11,7 @@ from dictlab.sae.io import SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE, load_sae, 
 from dictlab.sae.jumprelu import JumpReLUSAE
 from dictlab.sae.mp import MatchingPursuitSAE
 from dictlab.sae.relu import ReLUSAE
-from dictlab.sae.training import TrainingHistory, train_sae
+from dictlab.sae.training import train_sae
 
 __all__ = [
     "SAELENS_CONFIG_FILE",
@@ -26,7 +26,6 @@ __all__ = [
     "SparseAutoencoder",
     "TopKSAE",
     "TrainConfig",
-    "TrainingHistory",
     "load_sae",
     "make_sae",
     "save_sae",

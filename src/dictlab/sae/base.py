@@ -26,7 +26,8 @@ from torch import nn
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
 from dictlab.registry import Registry
 from dictlab.sae.config import SAEConfig, TrainConfig
-from dictlab.sae.training import TrainingHistory, train_sae
+from dictlab.models.history import TrainingHistory
+from dictlab.sae.training import train_sae
 from dictlab.validation import check_matrix
 
 SAE_ARCHITECTURES: Registry[type[SparseAutoencoder]] = Registry("SAE architecture")

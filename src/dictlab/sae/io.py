@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from safetensors.torch import save_file
 
-from dictlab.models.io import read_json, read_safetensors
+from dictlab.models.io import MODEL_FORMATS, ModelFormat, read_json, read_safetensors
 from dictlab.sae.base import SparseAutoencoder
 
 SAELENS_CONFIG_FILE = "cfg.json"
@@ -98,3 +98,6 @@ def load_sae(folder: str | Path, device: torch.device | str = "cpu") -> SparseAu
     except ValueError as err:
         raise ValueError(f"{path}: {err}") from None
     return sae.to(device)
+
+
+MODEL_FORMATS.register("saelens")(ModelFormat("saelens", SAELENS_CONFIG_FILE, load_sae))

@@ -8,40 +8,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 from tqdm.auto import tqdm
 
 from dictlab.models.base import FitContext
+from dictlab.models.history import TrainingHistory
 from dictlab.sae.config import TrainConfig
 from dictlab.validation import check_matrix
 
 if TYPE_CHECKING:
     from dictlab.sae.base import ForwardOutput, SparseAutoencoder
-
-
-@dataclass
-class TrainingHistory:
-    """Records taken along training, one dict per record: step, lr, loss, mse, penalty (means over the steps
-    since the previous record), l0 (of the last batch) and, with a ground-truth dictionary, mean_cosine and
-    frac_close of the decoder matched to it."""
-
-    records: list[dict[str, float]] = field(default_factory=list)
-
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __iter__(self) -> Iterator[dict[str, float]]:
-        return iter(self.records)
-
-    def __getitem__(self, i: int) -> dict[str, float]:
-        return self.records[i]
-
-    def series(self, name: str) -> list[float]:
-        """One recorded quantity over time."""
-        return [record[name] for record in self.records]
 
 
 def batches(y: torch.Tensor, batch_size: int, n_steps: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, int | None]]:

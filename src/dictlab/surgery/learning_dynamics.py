@@ -3,7 +3,7 @@
 The method (each SAE, DL-FISTA) is fitted with ``track_dynamics=True``, so its learner logs, along training,
 its dictionary Hungarian-matched to the truth (the truth is only looked at, never fitted to). One record per
 logged entry, label = the method, step = the training step (SAEs: optimiser steps, logged every
-``log_every`` steps) or round (DL-FISTA), metrics = what the learner logged: ``mean_cosine``,
+``log_every`` steps) or round (DL-FISTA; ``history.unit`` says which), metrics = what the learner logged: ``mean_cosine``,
 ``frac_close`` (|cos| > 0.9), ``mse`` (SAEs: training-batch MSE averaged since the last entry; DL-FISTA: the
 round's fit), ``l0`` and the learner's other quantities. Dictionary quality only: no MCC here.
 """
@@ -16,9 +16,6 @@ from dictlab.data import CompositionalDataset
 from dictlab.experiments.tasks import Record, TaskContext
 from dictlab.models import DictionaryModel
 from dictlab.surgery.parts import FitParams, known_method, fit_model, register_surgery
-
-# The key of the x axis in a learner's history entries: SAEs log optimiser steps, DL-FISTA rounds.
-STEP_KEYS = ("step", "round")
 
 
 class LearningDynamicsParams(FitParams):
@@ -33,22 +30,14 @@ class LearningDynamicsParams(FitParams):
 
 
 def dynamics_records(model: DictionaryModel, label: str) -> list[Record]:
-    """One Record per entry of ``model.history`` (step from its ``step``/``round`` key, the rest as metrics)."""
-    history = getattr(model, "history", None)
-    entries = list(history) if history is not None else []
+    """One Record per entry of ``model.history``: step = the entry's step, the rest of the entry as metrics."""
+    entries = list(model.history)
     if not entries or "mean_cosine" not in entries[-1]:
         raise ValueError(
             f"{label} logged no dictionary quality along training (history with mean_cosine); "
             "learning dynamics need a learner that logs it when fitted with track_dynamics=True (SAEs, DL-FISTA)"
         )
-    records = []
-    for entry in entries:
-        key = next((k for k in STEP_KEYS if k in entry), None)
-        if key is None:
-            raise ValueError(f"{label}'s history entries have none of the step keys {STEP_KEYS}: {sorted(entry)}")
-        metrics = {name: float(value) for name, value in entry.items() if name != key}
-        records.append(Record(label, metrics, float(entry[key])))
-    return records
+    return [Record(label, {k: v for k, v in entry.items() if k != "step"}, entry["step"]) for entry in entries]
 
 
 @register_surgery("learning_dynamics", LearningDynamicsParams)
