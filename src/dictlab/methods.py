@@ -15,6 +15,7 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ValidationError
 
+from dictlab.data import DataSizes, GroundTruthDataset, random_unit_dictionary
 from dictlab.inference.solvers import FistaSolver, OmpSolver
 from dictlab.models import DictionaryModel, SparseCodingModel
 from dictlab.registry import Registry
@@ -26,12 +27,31 @@ RECIPES: tuple[str, ...] = ("dictlab", "study")
 
 @dataclass(frozen=True)
 class Problem:
-    """What a method may know before fitting: sizes, and the true (p, m) dictionary for oracle methods only."""
+    """What a method may know before fitting: sizes (p latents, k active per sample where the data fix it,
+    m observed dimensions, the training samples), and the true (p, m) dictionary for oracle methods only."""
 
     num_latents: int
-    k: int
+    k: int | None
     input_dim: int
     ground_truth: torch.Tensor
+    n_train: int | None = None
+
+    @classmethod
+    def of(cls, data: GroundTruthDataset) -> Problem:
+        sizes = data.sizes()
+        return cls(sizes.num_latents, sizes.k, sizes.input_dim, data.dictionary, sizes.n_train)
+
+    @classmethod
+    def stand_in(cls, sizes: DataSizes) -> Problem:
+        """The sizes with a random stand-in dictionary: enough to build (not fit) any method."""
+        dictionary = random_unit_dictionary(sizes.num_latents, sizes.input_dim, torch.Generator().manual_seed(0))
+        return cls(sizes.num_latents, sizes.k, sizes.input_dim, dictionary, sizes.n_train)
+
+    def known_k(self, method: str) -> int:
+        """k, for a method whose default needs it; ValueError when the data fix no k."""
+        if self.k is None:
+            raise ValueError(f"method {method} takes its sparsity from the data's k, and these data have none; set it")
+        return self.k
 
 
 Builder = Callable[[Problem, dict[str, Any], str], DictionaryModel]
@@ -104,7 +124,8 @@ def _fista_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> D
 
 @register_method("omp_oracle", "orthogonal matching pursuit with k steps on the true dictionary", oracle=True)
 def _omp_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
-    (solver,) = configure("omp_oracle", overrides, (OmpSolver, {"n_nonzero": problem.k}))
+    default = {} if "n_nonzero" in overrides else {"n_nonzero": problem.known_k("omp_oracle")}
+    (solver,) = configure("omp_oracle", overrides, (OmpSolver, default))
     return SparseCodingModel(problem.ground_truth, solver)  # type: ignore[arg-type]
 
 
@@ -115,24 +136,36 @@ def _register_sae(architecture: str, description: str) -> None:
     name = f"sae_{architecture}"
 
     def build(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
-        from dictlab.sae import SAEConfig, TrainConfig, make_sae
+        from dictlab.sae import TrainConfig, make_sae, sae_config_class
 
         _check_fixed(name, overrides)
-        shape = {"d_in": problem.input_dim, "d_sae": problem.num_latents, "architecture": architecture}
-        if architecture in ("topk", "batchtopk", "mp"):
-            shape["k"] = problem.k
-        train_defaults = TrainConfig.study().model_dump() if recipe == "study" else {}
-        sae_config, train_config = configure(name, overrides, (SAEConfig, shape), (TrainConfig, train_defaults))
+        config_class = sae_config_class(architecture)
+        shape: dict[str, Any] = {"d_in": problem.input_dim, "d_sae": problem.num_latents}
+        if "k" in config_class.model_fields:
+            shape["k"] = overrides["k"] if "k" in overrides else problem.known_k(name)
+        sae_defaults, train_defaults = shape, {}
+        if recipe == "study":
+            try:
+                sae_defaults = config_class.study(**shape).model_dump()
+            except ValidationError as err:
+                raise ValueError(f"method {name}: {describe_validation_error(err)}") from None
+            train_defaults = TrainConfig.study().model_dump()
+        parts = (config_class, sae_defaults), (TrainConfig, train_defaults)
+        sae_config, train_config = configure(name, overrides, *parts)
         return make_sae(sae_config, train_config)  # type: ignore[arg-type]
 
     register_method(name, description)(build)
 
 
-_register_sae("relu", "SAE with ReLU and an L1 penalty")
-_register_sae("topk", "SAE keeping the k largest pre-activations (Gao et al. 2024)")
-_register_sae("batchtopk", "SAE keeping the k·B largest activations of a batch (Bussmann et al. 2024)")
-_register_sae("jumprelu", "SAE with learnable per-latent thresholds and an L0 penalty (Rajamanoharan et al. 2024)")
-_register_sae("mp", "MP-SAE: k matching-pursuit steps on the tied decoder (Costa et al. 2025)")
+def _register_saes() -> None:
+    """One method ``sae_<architecture>`` per entry of ``SAE_ARCHITECTURES``, described by its class."""
+    from dictlab.sae import SAE_ARCHITECTURES
+
+    for architecture in SAE_ARCHITECTURES:
+        _register_sae(architecture, SAE_ARCHITECTURES[architecture].description)
+
+
+_register_saes()
 
 
 # --- dictionary learning -----------------------------------------------------------------------------------
@@ -203,5 +236,12 @@ def _linear_probe(problem: Problem, overrides: dict[str, Any], recipe: str) -> D
 def _pca(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
     from dictlab.baselines import PCABaseline, PCAConfig
 
-    (config,) = configure("pca", overrides, (PCAConfig, {"n_components": problem.k}))
+    default = {"n_components": problem.known_k("pca")} if "n_components" not in overrides else {}
+    (config,) = configure("pca", overrides, (PCAConfig, default))
+    components = config.n_components  # type: ignore[attr-defined]
+    if problem.n_train is not None and components is not None and components > problem.n_train:
+        raise ValueError(
+            f"method pca: n_components={components} needs at least {components} training samples, the data's train "
+            f"split has {problem.n_train}; raise n_samples"
+        )
     return PCABaseline(config)  # type: ignore[arg-type]

@@ -10,15 +10,35 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dictlab.inference.matching_pursuit import matching_pursuit
-from dictlab.sae import SAE_ARCHITECTURES, SAEConfig, SparseAutoencoder, TrainConfig, make_sae
+from dictlab.sae import (
+    SAE_ARCHITECTURES,
+    BatchTopKSAEConfig,
+    JumpReLUSAEConfig,
+    MatchingPursuitSAEConfig,
+    ReLUSAEConfig,
+    SAEConfig,
+    SparseAutoencoder,
+    TopKSAEConfig,
+    TrainConfig,
+    make_sae,
+    sae_config_class,
+)
 from dictlab.sae.jumprelu import JumpReLUFunction
 
 ARCHITECTURES = ["relu", "topk", "batchtopk", "jumprelu", "mp"]
 
 
-def random_sae(architecture: str, d_in: int = 12, d_sae: int = 30, k: int = 4, seed: int = 0, **fields) -> SparseAutoencoder:
+def sae_config(architecture: str, d_in: int = 12, d_sae: int = 30, k: int = 4, **fields) -> SAEConfig:
+    """The architecture's config; ``k`` is passed only to configs that have it."""
+    cls = sae_config_class(architecture)
+    return cls(d_in=d_in, d_sae=d_sae, **({"k": k} if "k" in cls.model_fields else {}), **fields)
+
+
+def random_sae(
+    architecture: str, d_in: int = 12, d_sae: int = 30, k: int = 4, seed: int = 0, **fields
+) -> SparseAutoencoder:
     """An SAE in float64 with random (non-initial) parameters: non-unit decoder rows, non-zero biases."""
-    sae = make_sae(SAEConfig(d_in=d_in, d_sae=d_sae, architecture=architecture, k=k, **fields)).double()
+    sae = make_sae(sae_config(architecture, d_in, d_sae, k, **fields)).double()
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for p in sae.parameters():
@@ -46,20 +66,57 @@ def test_dictionary_model_contract(architecture: str) -> None:
     assert codes.shape == (9, 30)
     torch.testing.assert_close(codes, out.codes)
     torch.testing.assert_close(sae.decode(codes), out.reconstruction)
-    torch.testing.assert_close(out.mse, (out.reconstruction - y).pow(2).mean())
+    torch.testing.assert_close(out.losses["mse_loss"], (out.reconstruction - y).pow(2).mean())
     assert sae.dictionary.shape == (30, 12) and not sae.dictionary.requires_grad
     torch.testing.assert_close(sae.offset, sae.b_dec.detach())
     assert sae.training is False
 
 
-def test_relu_codes_and_l1_penalty() -> None:
+# The loss terms each architecture reports, under SAELens's names.
+LOSS_TERMS = {
+    "relu": ["mse_loss", "l1_loss"],
+    "topk": ["mse_loss"],
+    "batchtopk": ["mse_loss"],
+    "jumprelu": ["mse_loss", "l0_loss"],
+    "mp": ["mse_loss"],
+}
+
+
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_loss_is_the_sum_of_the_named_terms(architecture: str, training: bool) -> None:
+    sae = random_sae(architecture, d_sae=60, k=2)  # d_sae ≥ 2·k·d_in: topk and batchtopk train on the gathered path
+    y = torch.randn(9, 12, dtype=torch.float64)
+    sae.train(training)
+    out = sae(y)
+    assert list(out.losses) == LOSS_TERMS[architecture]
+    assert all(term.shape == () for term in out.losses.values())
+    torch.testing.assert_close(out.loss, sum(out.losses.values()), rtol=0, atol=0)
+    torch.testing.assert_close(out.losses["mse_loss"], (out.reconstruction - y).pow(2).mean())
+    out.loss.backward()
+    assert sae.W_dec.grad is not None and bool(sae.W_dec.grad.abs().sum() > 0)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_encode_on_an_empty_batch(architecture: str) -> None:
+    sae = random_sae(architecture)
+    for dtype in (torch.float32, torch.float64):
+        codes = sae.encode(torch.zeros(0, 12, dtype=dtype))
+        assert codes.shape == (0, 30) and codes.dtype == torch.float64
+
+
+def test_relu_codes_and_l1_loss() -> None:
     sae = random_sae("relu", l1_coefficient=0.25)
     y = torch.randn(7, 12, dtype=torch.float64)
     expected = torch.relu(pre_activations(sae, y))
     out = sae(y)
     torch.testing.assert_close(out.codes, expected)
-    penalty = 0.25 * (expected * sae.W_dec.detach().norm(dim=1)).sum(dim=1).mean()
-    torch.testing.assert_close(out.penalty, penalty)
+    # λ · mean_b Σ_j z_bj ‖W_dec_j‖, the row norms being those of the (non-unit) random decoder
+    norms = [math.sqrt(sum(float(w) ** 2 for w in row)) for row in sae.W_dec.detach()]
+    by_hand = 0.25 * sum(sum(float(z) * n for z, n in zip(row, norms, strict=True)) for row in expected) / 7
+    assert out.losses["l1_loss"].item() == pytest.approx(by_hand, rel=1e-12)
+    mse = float(((out.reconstruction.detach() - y) ** 2).sum()) / (7 * 12)
+    assert out.loss.item() == pytest.approx(mse + by_hand, rel=1e-12)
 
 
 @settings(max_examples=25, deadline=None)
@@ -91,6 +148,8 @@ def test_gathered_training_forward_equals_dense(architecture: str) -> None:
     dense.loss.backward()
     torch.testing.assert_close(gathered.codes, dense.codes)
     torch.testing.assert_close(gathered.reconstruction, dense.reconstruction)
+    assert list(gathered.losses) == list(dense.losses) == ["mse_loss"]
+    torch.testing.assert_close(gathered.losses["mse_loss"], dense.losses["mse_loss"])
     for grad, p in zip(grads, sae.parameters(), strict=True):
         torch.testing.assert_close(grad, p.grad)
 
@@ -132,7 +191,8 @@ def test_jumprelu_straight_through_gradients_on_a_hand_example() -> None:
     theta = torch.tensor([0.5, 1.0], dtype=torch.float64, requires_grad=True)
     pre = torch.tensor([[0.45, 1.05], [0.62, 0.50], [0.55, 1.30]], dtype=torch.float64, requires_grad=True)
     codes, step = JumpReLUFunction.apply(pre, theta, eps)
-    torch.testing.assert_close(codes.detach(), torch.tensor([[0.0, 1.05], [0.62, 0.0], [0.55, 1.30]], dtype=torch.float64))
+    expected_codes = torch.tensor([[0.0, 1.05], [0.62, 0.0], [0.55, 1.30]], dtype=torch.float64)
+    torch.testing.assert_close(codes.detach(), expected_codes)
     torch.testing.assert_close(step.detach(), torch.tensor([[0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], dtype=torch.float64))
     # Inside the kernel |pre − θ| ≤ ε/2 = 0.1: latent 0 rows 0 and 2, latent 1 row 0.
     (grad_codes,) = torch.autograd.grad(codes.sum(), theta, retain_graph=True)
@@ -144,7 +204,7 @@ def test_jumprelu_straight_through_gradients_on_a_hand_example() -> None:
 
 
 def test_jumprelu_sae_threshold_gradient_and_zero_codes_below_threshold() -> None:
-    sae = make_sae(SAEConfig(d_in=2, d_sae=2, architecture="jumprelu", l0_coefficient=0.3, jumprelu_bandwidth=0.2)).double()
+    sae = make_sae(JumpReLUSAEConfig(d_in=2, d_sae=2, l0_coefficient=0.3, jumprelu_bandwidth=0.2)).double()
     with torch.no_grad():
         sae.W_enc.copy_(torch.eye(2))
         sae.b_enc.zero_()
@@ -156,8 +216,8 @@ def test_jumprelu_sae_threshold_gradient_and_zero_codes_below_threshold() -> Non
     torch.testing.assert_close(codes[y > sae.threshold.detach()], y[y > sae.threshold.detach()])
     sae.train()
     out = sae(y)
-    torch.testing.assert_close(out.penalty, 0.3 * torch.tensor(4.0 / 3, dtype=torch.float64))
-    out.penalty.backward()
+    torch.testing.assert_close(out.losses["l0_loss"], 0.3 * torch.tensor(4.0 / 3, dtype=torch.float64))
+    out.losses["l0_loss"].backward()
     # ∂/∂log θ = θ · ∂/∂θ; the L0 penalty is 0.3 · mean over the 3 samples; kernel counts (2, 1).
     expected = torch.tensor([0.5 * -(1 / 0.2) * 2, 1.0 * -(1 / 0.2) * 1], dtype=torch.float64) * 0.3 / 3
     torch.testing.assert_close(sae.log_threshold.grad, expected)
@@ -185,7 +245,7 @@ def test_mp_sae_trains_the_decoder_through_matching_pursuit() -> None:
 
 
 def test_initialisation_is_the_studys() -> None:
-    sae = make_sae(SAEConfig(d_in=50, d_sae=400, architecture="relu"))
+    sae = make_sae(ReLUSAEConfig(d_in=50, d_sae=400))
     w_enc, w_dec = sae.W_enc.detach(), sae.W_dec.detach()
     bound = 1 / math.sqrt(50)
     assert float(w_enc.abs().max()) <= bound
@@ -195,25 +255,34 @@ def test_initialisation_is_the_studys() -> None:
 
 
 def test_every_architecture_starts_from_the_same_decoder() -> None:
-    decoders = [make_sae(SAEConfig(d_in=8, d_sae=20, architecture=a, k=3)).W_dec.detach() for a in ARCHITECTURES]
+    decoders = [make_sae(sae_config(a, d_in=8, d_sae=20, k=3)).W_dec.detach() for a in ARCHITECTURES]
     for d in decoders[1:]:
         torch.testing.assert_close(d, decoders[0])
 
 
 def test_config_errors_name_the_problem() -> None:
-    with pytest.raises(ValueError, match="needs k"):
-        SAEConfig(d_in=4, d_sae=8, architecture="topk")
-    with pytest.raises(ValueError, match="unknown SAE architecture 'gated'.*allowed: batchtopk, jumprelu, mp, relu, topk"):
-        SAEConfig(d_in=4, d_sae=8, architecture="gated")
+    with pytest.raises(ValueError, match=r"k\n.*Field required"):
+        TopKSAEConfig(d_in=4, d_sae=8)
+    allowed = "allowed: batchtopk, jumprelu, mp, relu, topk"
+    with pytest.raises(ValueError, match=f"unknown SAE architecture 'gated'; {allowed}"):
+        sae_config_class("gated")
     with pytest.raises(ValueError, match="k=9 must be at most d_sae=8"):
-        SAEConfig(d_in=4, d_sae=8, architecture="mp", k=9)
+        MatchingPursuitSAEConfig(d_in=4, d_sae=8, k=9)
+    with pytest.raises(ValueError, match="k=9 must be at most d_sae=8"):
+        BatchTopKSAEConfig(d_in=4, d_sae=8, k=9)
     with pytest.raises(ValueError, match="l1_coefficient"):
-        SAEConfig(d_in=4, d_sae=8, l1_coefficient=-1.0)
+        ReLUSAEConfig(d_in=4, d_sae=8, l1_coefficient=-1.0)
+    with pytest.raises(ValueError, match="Extra inputs are not permitted"):
+        ReLUSAEConfig(d_in=4, d_sae=8, k=3)  # an architecture has only its own fields
+    with pytest.raises(ValueError, match="Input should be 'relu'"):
+        ReLUSAEConfig(d_in=4, d_sae=8, architecture="topk")
     with pytest.raises(ValueError, match="exactly one of n_steps and epochs"):
         TrainConfig(n_steps=10, epochs=2)
-    with pytest.raises(ValueError, match="build SAEs with dictlab.sae.make_sae"):
-        SAE_ARCHITECTURES["topk"](SAEConfig(d_in=4, d_sae=8, architecture="relu"))
-    sae = make_sae(SAEConfig(d_in=4, d_sae=8))
+    with pytest.raises(ValueError, match=r"build SAEs with dictlab\.sae\.make_sae"):
+        SAE_ARCHITECTURES["topk"](ReLUSAEConfig(d_in=4, d_sae=8))
+    with pytest.raises(ValueError, match=r"ReLUSAE needs a ReLUSAEConfig, got a SAEConfig"):
+        make_sae(SAEConfig(d_in=4, d_sae=8, architecture="relu"))
+    sae = make_sae(ReLUSAEConfig(d_in=4, d_sae=8))
     with pytest.raises(ValueError, match="4 columns"):
         sae.encode(torch.zeros(3, 5))
     with pytest.raises(ValueError, match="NaN"):
@@ -222,9 +291,21 @@ def test_config_errors_name_the_problem() -> None:
 
 def test_study_preset() -> None:
     train = TrainConfig.study()
-    assert (train.lr, train.batch_size, train.epochs, train.optimizer, train.weight_decay) == (5e-4, 64, 500, "adamw", 0.01)
+    recipe = (train.lr, train.batch_size, train.epochs, train.optimizer, train.weight_decay)
+    assert recipe == (5e-4, 64, 500, "adamw", 0.01)
     assert train.renormalise_decoder == "every_n_epochs" and train.renormalise_every_epochs == 50
     assert train.total_steps(2500) == 500 * 40
-    sae = SAEConfig.study(d_in=4, d_sae=8, architecture="jumprelu")
-    assert (sae.l0_coefficient, sae.jumprelu_bandwidth, sae.jumprelu_init_threshold) == (1e-4, 1e-3, 1e-3)
-    assert SAEConfig.study(d_in=4, d_sae=8, architecture="relu", l1_coefficient=0.5).l1_coefficient == 0.5
+    jumprelu = JumpReLUSAEConfig.study(d_in=4, d_sae=8)
+    assert jumprelu.l0_coefficient == 1e-4
+    assert (jumprelu.jumprelu_bandwidth, jumprelu.jumprelu_init_threshold) == (1e-3, 1e-3)
+    assert ReLUSAEConfig.study(d_in=4, d_sae=8).l1_coefficient == 1e-4
+    assert ReLUSAEConfig.study(d_in=4, d_sae=8, l1_coefficient=0.5).l1_coefficient == 0.5
+    mp = MatchingPursuitSAEConfig.study(d_in=4, d_sae=8, k=2)
+    assert (mp.mp_absolute, mp.mp_allow_reselect) == (True, False)
+    # the study changed nothing of TopK and BatchTopK: their study config is their default one
+    assert TopKSAEConfig.study(d_in=4, d_sae=8, k=2) == TopKSAEConfig(d_in=4, d_sae=8, k=2)
+    assert BatchTopKSAEConfig.study(d_in=4, d_sae=8, k=2) == BatchTopKSAEConfig(d_in=4, d_sae=8, k=2)
+    assert SAEConfig.study(d_in=4, d_sae=8, architecture="x") == SAEConfig(d_in=4, d_sae=8, architecture="x")
+    # and the defaults are dictlab's recipe, not the study's
+    assert ReLUSAEConfig(d_in=4, d_sae=8).l1_coefficient == 3e-3
+    assert MatchingPursuitSAEConfig(d_in=4, d_sae=8, k=2).mp_allow_reselect is True

@@ -9,10 +9,16 @@ import torch
 
 from dictlab.metrics import match_dictionaries
 from dictlab.models import FitContext
-from dictlab.sae import SAEConfig, TrainConfig, make_sae
-from dictlab.sae.training import RENORMALISATION, batches, lr_factor
+from dictlab.sae import ReLUSAEConfig, SAEConfig, TopKSAEConfig, TrainConfig, make_sae, sae_config_class
+from dictlab.sae.base import ForwardOutput
+from dictlab.sae.training import RENORMALISATION, HistoryLogger, batches, lr_factor
 
 ARCHITECTURES = ["relu", "topk", "batchtopk", "jumprelu", "mp"]
+
+
+def sae_config(architecture: str, d_in: int = 16, d_sae: int = 24, k: int = 2, **fields) -> SAEConfig:
+    cls = sae_config_class(architecture)
+    return cls(d_in=d_in, d_sae=d_sae, **({"k": k} if "k" in cls.model_fields else {}), **fields)
 
 
 def easy_data(n: int = 1024, m: int = 16, k: int = 2, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,7 +64,7 @@ def test_renormalisation_policies() -> None:
 
 
 def test_gradient_projection_keeps_rows_on_the_sphere_to_first_order() -> None:
-    sae = make_sae(SAEConfig(d_in=10, d_sae=30, architecture="relu")).double()
+    sae = make_sae(ReLUSAEConfig(d_in=10, d_sae=30)).double()
     y = torch.randn(64, 10, dtype=torch.float64)
     sae(y).loss.backward()
     raw = sae.W_dec.grad.clone()
@@ -76,7 +82,7 @@ def test_gradient_projection_keeps_rows_on_the_sphere_to_first_order() -> None:
 @pytest.mark.parametrize("architecture", ARCHITECTURES)
 def test_decoder_rows_are_unit_norm_after_training(architecture: str) -> None:
     y, _ = easy_data(n=256)
-    sae = make_sae(SAEConfig(d_in=16, d_sae=24, architecture=architecture, k=2), TrainConfig(n_steps=100, batch_size=64))
+    sae = make_sae(sae_config(architecture), TrainConfig(n_steps=100, batch_size=64))
     sae.fit(y)  # without renormalisation the rows drift by 0.4-0.9 in these 100 Adam steps
     torch.testing.assert_close(sae.W_dec.detach().norm(dim=1), torch.ones(24))
     assert sae.training is False
@@ -85,7 +91,7 @@ def test_decoder_rows_are_unit_norm_after_training(architecture: str) -> None:
 def test_without_renormalisation_rows_leave_the_sphere() -> None:
     y, _ = easy_data(n=256)
     config = TrainConfig(n_steps=100, batch_size=64, renormalise_decoder="never")
-    sae = make_sae(SAEConfig(d_in=16, d_sae=24, architecture="relu"), config).fit(y)
+    sae = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), config).fit(y)
     assert float((sae.W_dec.detach().norm(dim=1) - 1).abs().max()) > 0.1  # Adam steps are not tangent
 
 
@@ -94,7 +100,7 @@ def test_training_is_deterministic_for_a_seed() -> None:
     config = TrainConfig(n_steps=40, batch_size=32, log_every=10)
 
     def fit(seed: int):
-        return make_sae(SAEConfig(d_in=16, d_sae=24, architecture="topk", k=2), config).fit(y, FitContext(seed=seed))
+        return make_sae(TopKSAEConfig(d_in=16, d_sae=24, k=2), config).fit(y, FitContext(seed=seed))
 
     a, b, c = fit(3), fit(3), fit(4)
     for name, tensor in a.tensors().items():
@@ -105,32 +111,83 @@ def test_training_is_deterministic_for_a_seed() -> None:
 
 def test_relu_sae_recovers_an_orthonormal_dictionary() -> None:
     y, dictionary = easy_data()
-    sae = make_sae(SAEConfig(d_in=16, d_sae=16, architecture="relu"), TrainConfig(log_every=200))
+    sae = make_sae(ReLUSAEConfig(d_in=16, d_sae=16), TrainConfig(log_every=200))
     sae.fit(y, FitContext(seed=0, ground_truth=dictionary))
     match = match_dictionaries(sae.dictionary, dictionary)
     assert match.mean_cosine > 0.9
     history = sae.history
     assert history.series("step") == [200.0, 400.0, 600.0, 800.0]
     assert history[-1]["mean_cosine"] == pytest.approx(match.mean_cosine)
-    assert history[-1]["mse"] < history[0]["mse"]
-    assert set(history[0]) == {"step", "lr", "loss", "mse", "penalty", "l0", "mean_cosine", "frac_close"}
+    assert history[-1]["mse_loss"] < history[0]["mse_loss"]
+    assert set(history[0]) == {"step", "lr", "loss", "mse_loss", "l1_loss", "l0", "mean_cosine", "frac_close"}
 
 
 def test_history_records_every_log_every_steps_and_at_the_end() -> None:
     y, _ = easy_data(n=256)
-    sae = make_sae(SAEConfig(d_in=16, d_sae=24, architecture="topk", k=2), TrainConfig(n_steps=25, batch_size=64, log_every=10))
+    sae = make_sae(TopKSAEConfig(d_in=16, d_sae=24, k=2), TrainConfig(n_steps=25, batch_size=64, log_every=10))
     sae.fit(y)
     assert sae.history.series("step") == [10.0, 20.0, 25.0]
     assert sae.history.series("l0") == [2.0, 2.0, 2.0] or max(sae.history.series("l0")) <= 2.0
-    assert all(r["loss"] == pytest.approx(r["mse"] + r["penalty"]) for r in sae.history)
+    assert set(sae.history[0]) == {"step", "lr", "loss", "mse_loss", "l0"}  # no l1_loss: TopK has only the MSE
+    assert sae.history.series("loss") == sae.history.series("mse_loss")
     assert "mean_cosine" not in sae.history[0]
-    silent = make_sae(SAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=5, log_every=None)).fit(y)
+    silent = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=5, log_every=None)).fit(y)
     assert len(silent.history) == 0
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_history_logs_every_loss_term_under_its_name(architecture: str) -> None:
+    y, _ = easy_data(n=256)
+    sae = make_sae(sae_config(architecture), TrainConfig(n_steps=12, batch_size=64, log_every=4))
+    terms = list(sae(y[:64]).losses)
+    sae.fit(y)
+    assert terms[0] == "mse_loss"
+    assert list(sae.history[0]) == ["step", "lr", "loss", *terms, "l0"]
+    for record in sae.history:
+        assert record["loss"] == pytest.approx(sum(record[name] for name in terms), rel=1e-12)
+        assert all(record[name] >= 0 for name in terms)
+
+
+def test_relu_history_splits_the_loss_into_mse_and_l1() -> None:
+    y, _ = easy_data(n=256)
+    config = ReLUSAEConfig(d_in=16, d_sae=24, l1_coefficient=0.05)
+    sae = make_sae(config, TrainConfig(n_steps=30, batch_size=64, log_every=10)).fit(y)
+    mse, l1, loss = (sae.history.series(name) for name in ("mse_loss", "l1_loss", "loss"))
+    assert len(mse) == len(l1) == len(loss) == 3
+    assert all(m > 0 and p > 0 for m, p in zip(mse, l1, strict=True))
+    assert loss == pytest.approx([m + p for m, p in zip(mse, l1, strict=True)], rel=1e-12)
+
+
+def test_history_terms_are_means_over_the_steps_since_the_previous_entry() -> None:
+    """Logging does not change training, so entries every 5 steps are the means of 5 entries every step."""
+    y, _ = easy_data(n=256)
+
+    def history(log_every: int):
+        config = ReLUSAEConfig(d_in=16, d_sae=24, l1_coefficient=0.05)
+        train = TrainConfig(n_steps=15, batch_size=32, log_every=log_every)
+        return make_sae(config, train).fit(y, FitContext(seed=2)).history
+
+    every_step, every_five = history(1), history(5)
+    assert every_five.series("step") == [5.0, 10.0, 15.0]
+    for i, record in enumerate(every_five):
+        window = every_step.records[5 * i : 5 * i + 5]
+        for name in ("loss", "mse_loss", "l1_loss"):
+            assert record[name] == pytest.approx(sum(r[name] for r in window) / 5, rel=1e-5), name
+        assert record["l0"] == window[-1]["l0"] and record["lr"] == window[-1]["lr"]  # of the last batch, not means
+
+
+def test_history_logger_refuses_terms_that_change_between_steps() -> None:
+    sae = make_sae(ReLUSAEConfig(d_in=4, d_sae=6))
+    logger = HistoryLogger(sae, log_every=10, total_steps=100, ground_truth=None)
+    codes, zero = torch.zeros(2, 6), torch.zeros(())
+    logger.observe(0, ForwardOutput(torch.zeros(2, 4), codes, {"mse_loss": zero, "l1_loss": zero}), lr=1.0)
+    with pytest.raises(RuntimeError, match="same loss terms"):
+        logger.observe(1, ForwardOutput(torch.zeros(2, 4), codes, {"mse_loss": zero}), lr=1.0)
 
 
 def test_fit_follows_the_input_dtype_and_epochs_count_passes() -> None:
     y, _ = easy_data(n=100)
-    sae = make_sae(SAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=None, epochs=2, batch_size=30, log_every=1))
+    sae = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=None, epochs=2, batch_size=30, log_every=1))
     sae.fit(y.double())
     assert sae.W_dec.dtype == torch.float64 and sae.encode(y.double()).dtype == torch.float64
     assert len(sae.history) == 2 * 4
@@ -139,6 +196,7 @@ def test_fit_follows_the_input_dtype_and_epochs_count_passes() -> None:
 def test_init_b_dec_to_mean() -> None:
     y, _ = easy_data(n=100)
     y = y + 3.0
-    sae = make_sae(SAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=1, lr=1e-9, warmup_steps=0, init_b_dec_to_mean=True))
+    train = TrainConfig(n_steps=1, lr=1e-9, warmup_steps=0, init_b_dec_to_mean=True)
+    sae = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), train)
     sae.fit(y)
     torch.testing.assert_close(sae.b_dec.detach(), y.mean(dim=0), atol=1e-6, rtol=0)

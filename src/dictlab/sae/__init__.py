@@ -1,16 +1,26 @@
 """The sparse-autoencoder family and its one trainer.
 
-``make_sae(SAEConfig(d_in=m, d_sae=p, architecture="topk", k=10)).fit(y, FitContext(seed=0))`` trains an
-SAE; architectures (``SAE_ARCHITECTURES``): relu, topk, batchtopk, jumprelu, mp. Saved in SAELens format.
+``make_sae(TopKSAEConfig(d_in=m, d_sae=p, k=10)).fit(y, FitContext(seed=0))`` trains an SAE. Architectures
+(``SAE_ARCHITECTURES``, each with its config class, ``sae_config_class(name)``): relu, topk, batchtopk,
+jumprelu, mp. Saved in SAELens format. A new architecture is one module defining its config and SAE class,
+registered in ``SAE_ARCHITECTURES``, imported below.
 """
 
-from dictlab.sae.base import SAE_ARCHITECTURES, ForwardOutput, SparseAutoencoder, make_sae
-from dictlab.sae.topk import BatchTopKSAE, TopKSAE
+from dictlab.sae.base import (
+    SAE_ARCHITECTURES,
+    ForwardOutput,
+    LossTerms,
+    SparseAutoencoder,
+    make_sae,
+    parse_sae_config,
+    sae_config_class,
+)
 from dictlab.sae.config import SAEConfig, TrainConfig
 from dictlab.sae.io import SAELENS_CONFIG_FILE, SAELENS_WEIGHTS_FILE, load_sae, save_sae
-from dictlab.sae.jumprelu import JumpReLUSAE
-from dictlab.sae.mp import MatchingPursuitSAE
-from dictlab.sae.relu import ReLUSAE
+from dictlab.sae.jumprelu import JumpReLUSAE, JumpReLUSAEConfig
+from dictlab.sae.mp import MatchingPursuitSAE, MatchingPursuitSAEConfig
+from dictlab.sae.relu import ReLUSAE, ReLUSAEConfig
+from dictlab.sae.topk import BatchTopKSAE, BatchTopKSAEConfig, TopKSAE, TopKSAEConfig
 from dictlab.sae.training import train_sae
 
 __all__ = [
@@ -18,16 +28,24 @@ __all__ = [
     "SAELENS_WEIGHTS_FILE",
     "SAE_ARCHITECTURES",
     "BatchTopKSAE",
+    "BatchTopKSAEConfig",
     "ForwardOutput",
     "JumpReLUSAE",
+    "JumpReLUSAEConfig",
+    "LossTerms",
     "MatchingPursuitSAE",
+    "MatchingPursuitSAEConfig",
     "ReLUSAE",
+    "ReLUSAEConfig",
     "SAEConfig",
     "SparseAutoencoder",
     "TopKSAE",
+    "TopKSAEConfig",
     "TrainConfig",
     "load_sae",
     "make_sae",
+    "parse_sae_config",
+    "sae_config_class",
     "save_sae",
     "train_sae",
 ]

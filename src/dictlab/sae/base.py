@@ -1,4 +1,4 @@
-"""The sparse autoencoder: one base class, one small subclass per sparsity mechanism.
+"""The sparse autoencoder: one base class, one small subclass (and config) per sparsity mechanism.
 
 Parameters are named and shaped as in SAELens, atoms as rows:
 ``W_enc (d_in, d_sae)``, ``b_enc (d_sae,)``, ``W_dec (d_sae, d_in)``, ``b_dec (d_in,)``. For
@@ -10,40 +10,57 @@ observations Y (N, m = d_in)
 
 In the papers' column form ``x̂ = W_d c + b_d`` the decoder is ``W_d = W_dec.T``. As a
 ``DictionaryModel`` the dictionary is ``W_dec`` (p, m) and the offset ``b_dec``, so every surgery of
-the study applies to an SAE unchanged. Subclasses register in ``SAE_ARCHITECTURES`` under their
-``architecture`` name; build one with ``make_sae(SAEConfig(...))``.
+the study applies to an SAE unchanged.
+
+Adding an architecture is one file: a ``SAEConfig`` subclass whose ``architecture`` is a literal, and a
+``SparseAutoencoder`` subclass naming it as ``config_class``, registered in ``SAE_ARCHITECTURES`` under
+that name (plus its import in ``dictlab.sae``). ``make_sae(config)`` builds the class the config names;
+the methods ``sae_<architecture>`` of ``dictlab.methods`` follow from the registry.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple
 
 import torch
 from torch import nn
 
+from dictlab.config import parse_config
 from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
+from dictlab.models.history import TrainingHistory
 from dictlab.registry import Registry
 from dictlab.sae.config import SAEConfig, TrainConfig
-from dictlab.models.history import TrainingHistory
 from dictlab.sae.training import train_sae
 from dictlab.validation import check_matrix
 
 SAE_ARCHITECTURES: Registry[type[SparseAutoencoder]] = Registry("SAE architecture")
 
+LossTerms = dict[str, torch.Tensor]  # name (SAELens's: mse_loss, l1_loss, l0_loss, …) -> scalar
+
 
 class ForwardOutput(NamedTuple):
-    """One training forward pass: every loss component separate; ``loss = mse + penalty``."""
+    """One training forward pass, every loss term separate under its name; ``loss`` is their sum."""
 
     reconstruction: torch.Tensor  # (B, m)
     codes: torch.Tensor  # (B, p)
-    mse: torch.Tensor  # scalar: mean over batch and dimensions, as the study
-    penalty: torch.Tensor  # scalar: the architecture's weighted sparsity penalty (0 for topk, batchtopk, mp)
+    losses: LossTerms  # always "mse_loss" (mean over batch and dimensions), then the architecture's terms
 
     @property
     def loss(self) -> torch.Tensor:
-        return self.mse + self.penalty
+        """Σ of the terms of ``losses`` (scalar, differentiable)."""
+        terms = iter(self.losses.values())
+        total = next(terms)
+        for term in terms:
+            total = total + term
+        return total
+
+
+def sae_config_class(architecture: str) -> type[SAEConfig]:
+    """The config class of ``architecture``; ValueError listing the registered names for an unknown one."""
+    return SAE_ARCHITECTURES[architecture].config_class
 
 
 def make_sae(config: SAEConfig, train_config: TrainConfig | None = None) -> SparseAutoencoder:
@@ -51,17 +68,54 @@ def make_sae(config: SAEConfig, train_config: TrainConfig | None = None) -> Spar
     return SAE_ARCHITECTURES[config.architecture](config, train_config)
 
 
+def parse_sae_config(values: Any, *, where: str = "", prefix: str = "") -> SAEConfig:
+    """The config of the architecture that ``values`` (a mapping of fields) names; one-line ValueError otherwise.
+
+    ``where`` and ``prefix`` are those of ``dictlab.config.parse_config`` (what is read, and the fields' path).
+    """
+    if not isinstance(values, Mapping):
+        return parse_config(SAEConfig, values, where=where, prefix=prefix)  # raises: not a table of fields
+    lead = f"{where}: " if where else ""
+    if "architecture" not in values:
+        raise ValueError(f"{lead}{prefix}architecture is missing; allowed: {', '.join(SAE_ARCHITECTURES.names())}")
+    try:
+        cls = sae_config_class(values["architecture"])
+    except ValueError as err:
+        raise ValueError(f"{lead}{prefix}architecture: {err}") from None
+    return parse_config(cls, values, where=where, prefix=prefix)
+
+
+# The one flat SAEConfig that every architecture shared before configs were per architecture (cfg.json
+# format 1, and dictlab-format folders saved then). Such a config is read by keeping the fields its
+# architecture's config class has.
+FLAT_CONFIG_FIELDS = frozenset(
+    {
+        "d_in", "d_sae", "architecture", "k", "l1_coefficient", "l0_coefficient", "jumprelu_bandwidth",
+        "jumprelu_init_threshold", "topk_threshold_lr", "mp_absolute", "mp_allow_reselect",
+    }
+)  # fmt: skip
+
+
+def upgrade_flat_config(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat (format-1) SAE config reduced to the fields of its architecture's config class."""
+    fields = sae_config_class(values["architecture"]).model_fields
+    return {name: value for name, value in values.items() if name in fields}
+
+
 @MODEL_KINDS.register("sae")
 class SparseAutoencoder(nn.Module, DictionaryModel):
     """Base SAE: linear encoder, architecture-specific sparsity ``f``, linear decoder with unit-norm rows.
 
-    Subclasses set ``architecture`` and ``saelens_architecture`` and implement ``activation(pre)``
-    (plus ``penalty(pre, codes)`` where there is one), or replace the whole ``sparse_code`` (JumpReLU,
-    whose codes and L0 share one straight-through function; the MP-SAE, which has no encoder).
+    Subclasses set ``architecture``, ``config_class``, ``description`` and ``saelens_architecture`` and
+    implement ``activation(pre)``, or replace the whole ``sparse_code`` (JumpReLU, whose codes and L0 share
+    one straight-through function; the MP-SAE, which has no encoder). Loss terms beyond the MSE come from
+    ``loss_terms`` (ReLU's L1) or from ``sparse_code`` (JumpReLU's L0).
     """
 
     kind = "sae"
     architecture: ClassVar[str]
+    config_class: ClassVar[type[SAEConfig]]
+    description: ClassVar[str]  # one line, shown by ``dictlab methods`` for the method sae_<architecture>
     saelens_architecture: ClassVar[str]  # the name SAELens's cfg.json uses for this model at inference
     has_encoder: ClassVar[bool] = True
 
@@ -70,6 +124,11 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
             raise ValueError(
                 f"{type(self).__name__} implements architecture {self.architecture!r}, the config asks for "
                 f"{config.architecture!r}; build SAEs with dictlab.sae.make_sae(config)"
+            )
+        if not isinstance(config, self.config_class):
+            raise ValueError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, got a {type(config).__name__}; "
+                f"dictlab.sae.sae_config_class({self.architecture!r}) is its class"
             )
         super().__init__()
         self.cfg = config
@@ -117,26 +176,34 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         """Codes (B, p) from pre-activations (B, p); behaviour may differ between train and eval mode."""
         raise NotImplementedError
 
-    def penalty(self, pre: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
-        """Weighted sparsity penalty (scalar) added to the MSE; none by default."""
-        return codes.new_zeros(())
-
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
         """(B, p) = x @ W_enc + b_enc for bias-centred inputs x = y − b_dec (B, m)."""
         return torch.addmm(self.b_enc, x, self.W_enc)
 
-    def sparse_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Codes (B, p) and penalty (scalar) for bias-centred inputs x = y − b_dec (B, m)."""
-        pre = self.pre_activation(x)
-        codes = self.activation(pre)
-        return codes, self.penalty(pre, codes)
+    def sparse_code(self, x: torch.Tensor) -> tuple[torch.Tensor, LossTerms]:
+        """Codes (B, p) for bias-centred inputs x = y − b_dec (B, m), and the loss terms computed with them
+        (none here; JumpReLU's ``l0_loss``)."""
+        return self.activation(self.pre_activation(x)), {}
+
+    def loss_terms(self, y: torch.Tensor, reconstruction: torch.Tensor, codes: torch.Tensor) -> LossTerms:
+        """Named loss terms (scalars) of a training batch y (B, m), its reconstruction (B, m) and codes (B, p).
+
+        Here ``mse_loss`` = mean over batch and dimensions of (ŷ − y)², as the study. A subclass adds a term in
+        one line: ``return {**super().loss_terms(y, reconstruction, codes), "aux_loss": …}``.
+        """
+        return {"mse_loss": (reconstruction - y).pow(2).mean()}
+
+    def output(
+        self, y: torch.Tensor, reconstruction: torch.Tensor, codes: torch.Tensor, code_losses: LossTerms | None = None
+    ) -> ForwardOutput:
+        """The ``ForwardOutput`` of a batch: ``loss_terms``, then the terms ``sparse_code`` returned."""
+        losses = {**self.loss_terms(y, reconstruction, codes), **(code_losses or {})}
+        return ForwardOutput(reconstruction, codes, losses)
 
     def forward(self, y: torch.Tensor) -> ForwardOutput:
         """Training forward pass on a batch y (B, m)."""
-        codes, penalty = self.sparse_code(y - self.b_dec)
-        reconstruction = codes @ self.decoder_weight() + self.b_dec
-        mse = (reconstruction - y).pow(2).mean()
-        return ForwardOutput(reconstruction, codes, mse, penalty)
+        codes, code_losses = self.sparse_code(y - self.b_dec)
+        return self.output(y, codes @ self.decoder_weight() + self.b_dec, codes, code_losses)
 
     # --- keeping decoder rows on the unit sphere ---------------------------------------------------
     @torch.no_grad()
@@ -232,10 +299,23 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
 
     @classmethod
     def from_saved(cls, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> SparseAutoencoder:
+        """Inverse of ``config()`` + ``tensors()``; a flat config saved before configs were per architecture
+        (exactly the fields ``FLAT_CONFIG_FIELDS``) is read by ``upgrade_flat_config``."""
         if not isinstance(config, dict) or "sae" not in config:
             raise ValueError(f"an SAE config needs an 'sae' entry (SAEConfig fields); got {config!r}")
-        sae_config = SAEConfig.model_validate(config["sae"])
-        train_config = TrainConfig.model_validate(config["train"]) if config.get("train") is not None else None
+        values = config["sae"]
+        if isinstance(values, Mapping) and set(values) == FLAT_CONFIG_FIELDS:
+            values = upgrade_flat_config(values)
+        sae_config = parse_sae_config(values, prefix="sae.")
+        train = config.get("train")
+        train_config = parse_config(TrainConfig, train, prefix="train.") if train is not None else None
+        return cls.from_configs(sae_config, train_config, tensors)
+
+    @staticmethod
+    def from_configs(
+        sae_config: SAEConfig, train_config: TrainConfig | None, tensors: dict[str, torch.Tensor]
+    ) -> SparseAutoencoder:
+        """The SAE of ``sae_config`` holding the saved ``tensors``, in eval mode."""
         sae = make_sae(sae_config, train_config)
         sae.load_tensors(tensors)
         return sae.eval()

@@ -1,4 +1,4 @@
-"""The one SAE trainer: minibatch Adam(W) on ``MSE + penalty`` with decoder rows kept on the unit sphere.
+"""The one SAE trainer: minibatch Adam(W) on the sum of the loss terms with decoder rows kept on the unit sphere.
 
 Each concern is its own small function: seeded batching, the learning-rate schedule, the decoder
 renormalisation policy and the history log; ``train_sae`` only strings them together.
@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from dictlab.sae.base import ForwardOutput, SparseAutoencoder
 
 
-def batches(y: torch.Tensor, batch_size: int, n_steps: int, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, int | None]]:
+def batches(
+    y: torch.Tensor, batch_size: int, n_steps: int, generator: torch.Generator
+) -> Iterator[tuple[torch.Tensor, int | None]]:
     """``n_steps`` minibatches of rows of y (N, m), reshuffled every epoch with ``generator`` (CPU).
 
     Yields (batch (B, m), epoch) where epoch is the index of the epoch this batch completes, else None.
@@ -78,42 +80,59 @@ def make_optimizer(sae: SparseAutoencoder, config: TrainConfig) -> torch.optim.O
 
 
 class HistoryLogger:
-    """Every ``log_every`` steps and at the end appends a record: loss, mse and penalty averaged over the
-    steps since the previous record, L0 (mean non-zeros per sample) of the last batch, and with a ground
-    truth the matched dictionary quality (``dictlab.metrics.match_dictionaries``)."""
+    """Every ``log_every`` steps and at the end logs an entry: ``loss`` and each term of ``ForwardOutput.losses``
+    under its name (``mse_loss``, ``l1_loss``, …), averaged over the steps since the previous entry; ``lr``;
+    ``l0``, the mean non-zeros per sample of the last batch; and with a ground truth the matched dictionary
+    quality (``mean_cosine``, ``frac_close``; ``dictlab.metrics.match_dictionaries``).
 
-    def __init__(self, sae: SparseAutoencoder, log_every: int | None, total_steps: int, ground_truth: torch.Tensor | None) -> None:
+    Every step must report the same terms. They are summed as one stacked tensor, so logging costs no
+    host synchronisation between entries; ``loss`` is the sum of the terms' means.
+    """
+
+    def __init__(
+        self, sae: SparseAutoencoder, log_every: int | None, total_steps: int, ground_truth: torch.Tensor | None
+    ) -> None:
         if ground_truth is not None:
             check_matrix("context.ground_truth", ground_truth, cols=sae.cfg.d_in)
         self.sae, self.log_every, self.total_steps, self.ground_truth = sae, log_every, total_steps, ground_truth
         self.history = TrainingHistory()
-        self._sums: torch.Tensor | None = None  # (3,) loss, mse, penalty summed since the last record
+        self._names: tuple[str, ...] = ()  # the loss terms, in the order of _sums
+        self._sums: torch.Tensor | None = None  # (terms,) summed since the last entry
         self._count = 0
 
     def observe(self, step: int, out: ForwardOutput, lr: float) -> bool:
-        """Accumulate this step's losses; returns whether a record was appended."""
+        """Accumulate this step's loss terms; returns whether an entry was logged."""
         if self.log_every is None:
             return False
-        values = torch.stack([out.loss, out.mse, out.penalty]).detach()
-        self._sums = values if self._sums is None else self._sums + values
+        names = tuple(out.losses)
+        values = torch.stack(list(out.losses.values())).detach()
+        if self._sums is None:
+            self._names, self._sums = names, values
+        elif names != self._names:
+            raise RuntimeError(
+                f"{self.sae.architecture} SAE: every step must report the same loss terms; {self._names}, then {names}"
+            )
+        else:
+            self._sums = self._sums + values
         self._count += 1
         done = step + 1
         if done % self.log_every == 0 or done == self.total_steps:
-            self._record(done, lr, out.codes)
+            self._log(done, lr, out.codes)
             return True
         return False
 
-    def _record(self, step: int, lr: float, codes: torch.Tensor) -> None:
-        loss, mse, penalty = (self._sums / self._count).tolist()  # type: ignore[operator]
-        l0 = float(torch.count_nonzero(codes.detach())) / codes.shape[0]
-        record = {"step": float(step), "lr": lr, "loss": loss, "mse": mse, "penalty": penalty, "l0": l0}
+    def _log(self, step: int, lr: float, codes: torch.Tensor) -> None:
+        assert self._sums is not None
+        means = (self._sums / self._count).tolist()
+        values = {"lr": lr, "loss": math.fsum(means), **dict(zip(self._names, means, strict=True))}
+        values["l0"] = float(torch.count_nonzero(codes.detach())) / codes.shape[0]
         if self.ground_truth is not None:
             from dictlab.metrics import match_dictionaries
 
             match = match_dictionaries(self.sae.dictionary, self.ground_truth.to(self.sae.dictionary))
-            record["mean_cosine"] = float(match.mean_cosine)
-            record["frac_close"] = float(match.frac_close)
-        self.history.records.append(record)
+            values["mean_cosine"] = float(match.mean_cosine)
+            values["frac_close"] = float(match.frac_close)
+        self.history.log(step, values)
         self._sums, self._count = None, 0
 
 
@@ -127,9 +146,10 @@ def train_sae(
 ) -> TrainingHistory:
     """Train ``sae`` in place on observations y (N, d_in) from its current parameters; returns the history.
 
-    Every step: loss = MSE (mean over batch and dims) + penalty; backward; decoder gradient projected
-    orthogonally to each row (if ``project_decoder_grad``); optimiser step; lr schedule; decoder rows
-    renormalised as ``renormalise_decoder`` says. Shuffling draws from ``generator`` (CPU), by default
+    Every step: loss = Σ of the SAE's loss terms (``mse_loss``, a mean over batch and dims, plus the
+    architecture's); backward; decoder gradient projected orthogonally to each row (if
+    ``project_decoder_grad``); optimiser step; lr schedule; decoder rows renormalised as
+    ``renormalise_decoder`` says. Shuffling draws from ``generator`` (CPU), by default
     one seeded with ``context.seed``.
     """
     check_matrix("y", y, cols=sae.cfg.d_in)
@@ -154,7 +174,7 @@ def train_sae(
             sae.normalise_decoder_()
         if logger.observe(step, out, lr):
             latest = logger.history[-1]
-            progress.set_postfix(mse=f"{latest['mse']:.3g}", l0=f"{latest['l0']:.1f}", refresh=False)
+            progress.set_postfix(mse=f"{latest['mse_loss']:.3g}", l0=f"{latest['l0']:.1f}", refresh=False)
         progress.update()
     progress.close()
     sae.eval()
