@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from dictlab.data import make_compositional
-from dictlab.experiments import encode_splits, fit_method, problem_of, score_codes
+from dictlab.experiments import encode_splits, fit_method, score_codes
+from dictlab.methods import Problem
 from dictlab.methods import METHODS, build_method
 from dictlab.models import load_model
 
@@ -33,28 +34,29 @@ def data():
 def test_fit_save_load_gives_identical_outputs(name, data, tmp_path):
     torch.manual_seed(0)
     model = fit_method(name, data, seed=0, overrides=FAST.get(name))
-    codes = model.encode(data.ood.y)
-    assert codes.shape[0] == len(data.ood) and torch.isfinite(codes).all()
+    codes = model.encode(data["ood"].y)
+    assert codes.shape[0] == len(data["ood"]) and torch.isfinite(codes).all()
+    assert model.encode(data["ood"].y[:0]).shape == (0, codes.shape[1])  # an empty batch: empty codes, every method
     # Bit-equality after loading is a law only when both copies have the same memory layout (a loaded tensor is
     # row-major; a column-major one from LAPACK would run other matmul kernels on some machines).
     strided = {key: tuple(t.stride()) for key, t in model.tensors().items() if not t.is_contiguous()}
     assert not strided, f"{name} keeps non-contiguous tensors {strided}"
     model.save(str(tmp_path / name))
     loaded = load_model(tmp_path / name)
-    assert torch.equal(loaded.encode(data.ood.y), codes)
+    assert torch.equal(loaded.encode(data["ood"].y), codes)
     assert torch.equal(loaded.decode(codes), model.decode(codes))
 
 
 @pytest.mark.parametrize("name", METHODS.names())
 def test_study_recipe_builds(name, data):
-    build_method(name, problem_of(data), {}, recipe="study")
+    build_method(name, Problem.of(data), {}, recipe="study")
 
 
 def test_unknown_recipe_and_method_are_named(data):
     with pytest.raises(ValueError, match="unknown recipe 'fast'; allowed: dictlab, study"):
-        build_method("fista_oracle", problem_of(data), {}, recipe="fast")
+        build_method("fista_oracle", Problem.of(data), {}, recipe="fast")
     with pytest.raises(ValueError, match="unknown method 'sae_nope'"):
-        build_method("sae_nope", problem_of(data), {})
+        build_method("sae_nope", Problem.of(data), {})
 
 
 def test_scores_separate_the_oracle_from_unrelated_codes(data):
@@ -84,7 +86,7 @@ def test_dl_lista_reuses_the_dl_fista_fit_of_the_same_run(data, monkeypatch):
     assert torch.equal(shared.dictionary, dl.dictionary)
     # reuse changes nothing: the cached fit is exactly the one dl_lista would have made
     assert torch.equal(shared.dictionary, alone.dictionary)
-    assert torch.equal(shared.encode(data.ood.y), alone.encode(data.ood.y))
+    assert torch.equal(shared.encode(data["ood"].y), alone.encode(data["ood"].y))
 
 
 def test_fit_cache_never_shares_across_seeds_settings_or_data(data):
@@ -102,25 +104,3 @@ def test_fit_cache_never_shares_across_seeds_settings_or_data(data):
     assert other_data is not base and torch.equal(other_data.dictionary, base.dictionary)
     # models without a fit key (a given dictionary, an SAE) are always fitted afresh
     assert fit_method("sae_topk", data, seed=0, overrides={"n_steps": 5}, cache=cache) is not None and len(cache) == 3
-
-
-def test_fit_groups_keep_methods_that_share_a_fit_together(data):
-    from dictlab.experiments.single_run import fit_groups
-
-    names = ["dl_fista", "fista_oracle", "dl_lista", "sae_topk"]
-    rounds = {"dl_fista": {"max_rounds": 5}, "dl_lista": {"max_rounds": 6}}  # two different DL-FISTA fits
-    models = {name: build_method(name, problem_of(data), rounds.get(name)) for name in names}
-    assert fit_groups(names, models) == [["dl_fista"], ["fista_oracle"], ["dl_lista"], ["sae_topk"]]
-    same = {name: build_method(name, problem_of(data), FAST.get(name)) for name in names}  # the same 5 rounds
-    assert fit_groups(names, same) == [["dl_fista", "dl_lista"], ["fista_oracle"], ["sae_topk"]]
-    assert models["sae_topk"].fit_keys() == set() and same["dl_lista"].fit_keys() == same["dl_fista"].fit_keys()
-
-
-def test_fit_groups_merge_every_group_a_method_links():
-    from types import SimpleNamespace
-
-    from dictlab.experiments.single_run import fit_groups
-
-    keys = {"a": {"x"}, "b": {"y"}, "c": set(), "d": {"x", "y"}, "e": {"z"}}
-    models = {name: SimpleNamespace(fit_keys=lambda k=k: k) for name, k in keys.items()}
-    assert fit_groups(list(keys), models) == [["a", "b", "d"], ["c"], ["e"]]  # d links a's and b's fits

@@ -1,20 +1,38 @@
-"""The ``dictlab`` command: ``run`` (methods × seeds on one data configuration), ``demo``, ``methods``.
+"""The ``dictlab`` command: ``run``, ``demo``, ``sweep``, ``runs``, ``report``, ``methods``, ``generators``, ``presets``.
 
-Every bad argument stops with one line on stderr — ``dictlab run: error: <what> …; allowed: …`` — and
-exit status 2, before any training starts.
+``run`` and ``demo`` are one-point sweeps: their runs go into a results store (a new temporary one unless
+``--store`` names one), through the same runner as ``sweep``, so every run can be reported, exported and
+resumed. Every bad argument stops with one line on stderr — ``dictlab run: error: <what> …; allowed: …`` — and
+exit status 2, before any training starts and before any file is written.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Any, NoReturn
 
 from dictlab import __version__
+
+DEFAULT_STORE = "dictlab-runs/results.sqlite"
+COMMANDS = ("run", "demo", "sweep", "runs", "report", "methods", "generators", "presets")
+# Shorthand flags of `dictlab run` for data fields most generators share: (flag, field, type, help).
+DATA_FLAGS = (
+    ("--num-latents", "num_latents", int, "number of ground-truth latents p"),
+    ("--k", "k", int, "active latents per sample"),
+    ("--n-samples", "n_samples", int, "ID samples, split train/id; OOD gets half"),
+    ("--input-dim", "input_dim", int, "observation dimension m (compositional default: the compressed-sensing bound)"),
+    ("--noise-std", "noise_std", float, "additive Gaussian observation noise"),
+)
+DEMO = {"num_latents": 100, "k": 10, "n_samples": 5000, "seeds": "0,1,2"}
 
 
 class CliError(Exception):
@@ -24,6 +42,10 @@ class CliError(Exception):
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # argparse's default prints the whole usage block first
         raise CliError(message)
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 # --- argument parsing helpers ---------------------------------------------------------------------------
@@ -48,11 +70,14 @@ def parse_seeds(text: str) -> list[int]:
 
 
 def parse_methods(text: str) -> list[str]:
+    """'all' or comma-separated method names → the names, each checked, none twice, at least one."""
     from dictlab.methods import METHODS
 
     if text.strip() == "all":
-        return default_methods()
+        return METHODS.names()
     names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise CliError(f"--methods: {text!r} names no method; allowed: all, {', '.join(METHODS.names())}")
     for name in names:
         if name not in METHODS:
             raise CliError(f"--methods: unknown method {name!r}; allowed: all, {', '.join(METHODS.names())}")
@@ -61,15 +86,8 @@ def parse_methods(text: str) -> list[str]:
     return names
 
 
-def default_methods() -> list[str]:
-    """The study's methods plus the baselines (every registered method)."""
-    from dictlab.methods import METHODS
-
-    return METHODS.names()
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """['sae_topk.lr=1e-3', …] → {'sae_topk': {'lr': 0.001}}."""
+def parse_overrides(items: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """['sae_topk.lr=1e-3', …] → {'sae_topk': {'lr': 0.001}}; the method must be one that runs."""
     from dictlab.experiments.spec import parse_value
     from dictlab.methods import METHODS
 
@@ -81,20 +99,29 @@ def parse_overrides(items: Sequence[str]) -> dict[str, dict[str, Any]]:
             raise CliError(f"--set: cannot read {item!r}; allowed form: METHOD.FIELD=VALUE, e.g. sae_topk.lr=1e-3")
         if method not in METHODS:
             raise CliError(f"--set {item}: unknown method {method!r}; allowed: {', '.join(METHODS.names())}")
-        out.setdefault(method, {})[field] = parse_value(value)
+        if method not in methods:
+            raise CliError(f"--set {item}: {method} is not among the methods run ({', '.join(methods)}); add it to --methods")
+        try:
+            out.setdefault(method, {})[field] = parse_value(value)
+        except ValueError as err:
+            raise CliError(f"--set {item}: {err}") from None
     return out
 
 
-def apply_threads(threads: int | None) -> None:
-    """Set torch's intra-op threads. One thread per process is far faster when other processes compete
-    for the cores: torch's parallel regions wait for every thread, and a descheduled thread stalls them."""
-    if threads is None:
-        return
-    if threads < 1:
-        raise CliError(f"--threads: must be >= 1, got {threads}")
-    import torch
+def parse_assignments(items: Sequence[str], flag: str) -> dict[str, Any]:
+    """['num_latents=1000', …] → {'num_latents': 1000} (values are JSON where they parse, else text)."""
+    from dictlab.experiments.spec import parse_value
 
-    torch.set_num_threads(threads)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CliError(f"{flag}: cannot read {item!r}; allowed form: FIELD=VALUE, e.g. num_latents=1000")
+        try:
+            out[key.strip()] = parse_value(value)
+        except ValueError as err:
+            raise CliError(f"{flag} {item}: {err}") from None
+    return out
 
 
 def resolve_device(name: str) -> str:
@@ -109,120 +136,239 @@ def resolve_device(name: str) -> str:
     raise CliError(f"--device: unknown device {name!r}; allowed: cpu, cuda, cuda:N")
 
 
-# --- commands ---------------------------------------------------------------------------------------------
+def resolve_jobs(jobs: str) -> int:
+    """``--jobs``: 'auto' (the cores this process may use) or an integer ≥ 1."""
+    if jobs == "auto":
+        from dictlab.experiments.executors import usable_cores
+
+        return usable_cores()
+    try:
+        value = int(jobs)
+    except ValueError:
+        raise CliError(f"--jobs: cannot read {jobs!r}; allowed: auto or an integer >= 1") from None
+    if value < 1:
+        raise CliError(f"--jobs: must be >= 1, got {value}")
+    return value
 
 
-def _data_config(args: argparse.Namespace) -> Any:
-    from dictlab.data import CompositionalConfig
+def check_threads(threads: int) -> int:
+    if threads < 1:
+        raise CliError(f"--threads: must be >= 1, got {threads}")
+    return threads
+
+
+def check_output_file(path: Path, flag: str) -> None:
+    """Refuse, before any work, an output path that cannot be written (a folder, under a file, no permission)."""
+    from dictlab.experiments.store import StoreError, check_writable_file
 
     try:
-        return CompositionalConfig(
-            num_latents=args.num_latents,
-            k=args.k,
-            n_samples=args.n_samples,
-            input_dim=args.input_dim,
-            noise_std=args.noise_std,
-        )
-    except ValueError as err:
-        raise CliError(_one_line(err)) from None
+        check_writable_file(path)
+    except StoreError as err:
+        raise CliError(f"{flag}: {err}") from None
 
 
-def _one_line(err: Exception) -> str:
+def open_store(path: str | Path, flag: str = "--store", *, readonly: bool = False) -> Any:
+    from dictlab.experiments.store import ResultStore, StoreError
+
+    try:
+        return ResultStore(path, readonly=readonly)
+    except StoreError as err:
+        raise CliError(f"{flag}: {err}") from None
+
+
+# --- run and demo: one-point sweeps ------------------------------------------------------------------------
+
+
+def _data_table(args: argparse.Namespace) -> dict[str, Any]:
+    """The data of ``dictlab run``: ``--generator``, then ``--data`` assignments, then the shorthand flags;
+    validated against the generator's config, a bad value named by the flag that gave it."""
     from pydantic import ValidationError
 
-    if isinstance(err, ValidationError):
-        first = err.errors()[0]
-        loc = ".".join(str(p) for p in first["loc"])
-        name = f"--{loc.replace('_', '-')}" if loc else "data config"
-        message = first["msg"].removeprefix("Value error, ")
-        return f"{name}: {message}" if loc else message
-    return str(err).splitlines()[0]
+    from dictlab.config import describe_validation_error
+    from dictlab.data import GENERATORS
+
+    try:
+        generator = GENERATORS[args.generator]
+    except ValueError as err:
+        raise CliError(f"--generator: {err}") from None
+    fields = parse_assignments(args.data, "--data")
+    flags = {field: f"--data {field}" for field in fields}
+    for flag, field, _, _ in DATA_FLAGS:
+        value = getattr(args, field)
+        if value is not None:
+            fields[field] = value
+            flags[field] = flag
+    config_class = generator.config_class
+    try:
+        config = config_class.model_validate(fields)
+    except ValidationError as err:
+        loc = err.errors()[0]["loc"]
+        flag = flags.get(str(loc[0])) if loc else None
+        detail = describe_validation_error(err, allowed=list(config_class.model_fields))
+        if flag is not None:
+            detail = detail.removeprefix(str(loc[0]))
+            detail = f"{flag}{detail}" if detail.startswith(("=", ":")) else f"{flag}: {detail}"
+        raise CliError(f"{args.generator} data: {detail}" if flag is None else detail) from None
+    return config.to_spec()
 
 
-def run_experiment(
-    config: Any,
-    methods: list[str],
-    seeds: list[int],
-    *,
-    overrides: dict[str, dict[str, Any]],
-    recipe: str,
-    study_metrics: bool,
-    device: str,
-    out: Path | None,
-    quiet: bool,
-    jobs: int = 1,
-) -> dict[str, Any]:
-    from dictlab.experiments import run_point, summarise
+def _point_spec(args: argparse.Namespace, data: dict[str, Any], methods: list[str]) -> Any:
+    from dictlab.experiments.spec import ExperimentSpec, validate_spec
+
+    raw = {
+        "name": args.experiment,
+        "task": "method",
+        "methods": methods,
+        "seeds": parse_seeds(args.seeds),
+        "recipe": args.recipe,
+        "study_metrics": args.study_metrics,
+        "data": data,
+        "method_params": parse_overrides(args.set, methods),
+    }
+    try:
+        spec: ExperimentSpec = validate_spec(raw, source="dictlab run")
+        return spec, spec.expand()
+    except ValueError as err:
+        raise CliError(_first_line(err)) from None
+
+
+def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]) -> int:
+    """Validate everything, then run the point's (method, seed) runs into the store, print, export."""
+    from dictlab.experiments.summary import summarise
+    from dictlab.experiments.sweep import SweepInterrupted, check_specs, run_sweep
     from dictlab.report_table import print_summary, progress_printer
 
-    started = time.perf_counter()
-    printer = progress_printer(total=len(methods) * len(seeds), quiet=quiet)
+    threads = check_threads(args.threads)
+    jobs = resolve_jobs(args.jobs)
+    device = resolve_device(args.device)
+    spec, runs = _point_spec(args, data, methods)
     try:
-        results = run_point(
-            config, methods, seeds, overrides=overrides, recipe=recipe, study_metrics=study_metrics,
-            device=device, on_result=printer, jobs=jobs,
-        )
+        runs = check_specs(runs)  # every run is validated before the first one starts
     except ValueError as err:
-        raise CliError(str(err).splitlines()[0]) from None
-    summary = summarise(results)
+        raise CliError(_first_line(err)) from None
+    if args.out is not None:
+        check_output_file(args.out, "--out")
+    store_path = Path(args.store) if args.store is not None else Path(tempfile.mkdtemp(prefix="dictlab-run-")) / "results.sqlite"
+    started = time.perf_counter()
+    jobs = min(jobs, len(runs))
+    with open_store(store_path) as store:
+        print(
+            f"dictlab {args.command}: {len(methods)} methods × {len(spec.seeds)} seeds on {_describe_data(data)}; "
+            f"{jobs} process{'es' if jobs > 1 else ''} × {threads} thread{'s' if threads > 1 else ''}; store {store_path}",
+            flush=True,
+        )
+        try:
+            summary = run_sweep(
+                runs, store, jobs=jobs, threads=threads, progress=False, device=device,
+                run_progress=jobs == 1 and not args.quiet and sys.stderr.isatty(),
+                on_outcome=progress_printer(len(runs), quiet=args.quiet),
+            )
+        except SweepInterrupted as stop:
+            raise _Interrupted(f"interrupted; {stop.summary}; resume with: {_resume_command(args, store_path)}") from None
+        ids = {run.run_id for run in runs}
+        rows = [row for row in store.records(experiment=spec.name) if row["run_id"] in ids]
+        stored = [run for run in store.runs(experiment=spec.name) if run.run_id in ids]
+    results = summarise(rows)
+    print_summary(results, methods, title=_title(data, spec.seeds, spec.recipe), study_metrics=spec.study_metrics)
+    wall = time.perf_counter() - started
+    if args.out is not None:
+        _write_json(args.out, spec, data, device, wall, str(store_path), stored, rows, results)
+        print(f"results written to {args.out}")
+    failed = [run for run in stored if run.status != "done"]
+    for run in failed:
+        print(f"run {run.run_id} ({run.method} seed={run.seed}) {run.status}: {_last_line(run.error)}", file=sys.stderr)
+    print(f"{len(runs)} runs ({summary.skipped_done} already in the store) in {wall:.1f} s; report: "
+          f"dictlab report --store {store_path}")
+    return 1 if failed else 0
+
+
+class _Interrupted(Exception):
+    """Ctrl-C or SIGTERM during a run or sweep: the message says what was kept and how to resume."""
+
+
+def _resume_command(args: argparse.Namespace, store_path: Path) -> str:
+    argv = list(args.argv)
+    if args.store is None:
+        argv += ["--store", str(store_path)]
+    return "dictlab " + " ".join(argv)
+
+
+def _last_line(text: str | None) -> str:
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else "no error recorded"
+
+
+def _describe_data(data: dict[str, Any]) -> str:
+    keys = ("num_latents", "k", "input_dim", "n_samples")
+    shown = " ".join(f"{k}={data[k]}" for k in keys if k in data)
+    return f"{data['generator']} ({shown})" if shown else str(data["generator"])
+
+
+def _title(data: dict[str, Any], seeds: list[int], recipe: str) -> str:
+    return f"{_describe_data(data)}  seeds={','.join(map(str, seeds))}  recipe={recipe}"
+
+
+def _write_json(
+    path: Path, spec: Any, data: dict[str, Any], device: str, wall: float, store: str,
+    runs: list[Any], rows: list[dict[str, Any]], summary: dict[str, Any],
+) -> None:
+    """The point as strict JSON (an undefined metric is null): settings, every run, mean ± std per method."""
+    by_run = {row["run_id"]: row for row in rows}
     report = {
         "dictlab_version": __version__,
-        "data": {"generator": "compositional", **config.model_dump(), "input_dim": config.resolved_input_dim},
-        "methods": methods,
-        "seeds": seeds,
-        "recipe": recipe,
-        "overrides": overrides,
+        "experiment": spec.name,
+        "data": data,
+        "methods": spec.methods,
+        "seeds": spec.seeds,
+        "recipe": spec.recipe,
+        "overrides": spec.method_params,
         "device": device,
-        "wall_s": time.perf_counter() - started,
-        "runs": [r.to_dict() for r in results],
-        "summary": summary,
+        "wall_s": wall,
+        "store": store,
+        "runs": [
+            {
+                "run_id": run.run_id,
+                "method": run.method,
+                "seed": run.seed,
+                "status": run.status,
+                "overrides": run.spec.get("params", {}).get("overrides", {}),
+                "metrics": _metrics_of(by_run.get(run.run_id, {})),
+                "timings": run.timings,
+                **({"error": _last_line(run.error)} if run.status != "done" else {}),
+            }
+            for run in runs
+        ],
+        "summary": {label: {k: v.as_dict() for k, v in stats.items()} for label, stats in summary.items()},
     }
-    print_summary(summary, methods, title=_title(config, seeds, recipe), study_metrics=study_metrics)
-    if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=1))
-        print(f"results written to {out}  ({report['wall_s']:.1f} s)")
-    return report
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=1, allow_nan=False))
 
 
-def _title(config: Any, seeds: list[int], recipe: str) -> str:
-    return (
-        f"num_latents={config.num_latents}  k={config.k}  input_dim={config.resolved_input_dim}  "
-        f"n_samples={config.n_samples}  seeds={','.join(map(str, seeds))}  recipe={recipe}"
-    )
+def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
+    from dictlab.experiments.summary import metric_columns
+
+    return {name: row.get(name) for name in metric_columns([row])} if row else {}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    apply_threads(args.threads)
-    if args.jobs < 1:
-        raise CliError(f"--jobs: must be >= 1, got {args.jobs}")
-    config = _data_config(args)
-    methods = parse_methods(args.methods)
-    run_experiment(
-        config, methods, parse_seeds(args.seeds), overrides=parse_overrides(args.set), recipe=args.recipe,
-        study_metrics=args.study_metrics, device=resolve_device(args.device), out=args.out, quiet=args.quiet,
-        jobs=args.jobs,
-    )
-    return 0
-
-
-DEMO = {"num_latents": 100, "k": 10, "n_samples": 5000, "seeds": "0,1,2"}
+    data = _data_table(args)
+    return run_point(args, data, parse_methods(args.methods))
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from dictlab.data import CompositionalConfig
+    from dictlab.data import data_spec
+    from dictlab.methods import METHODS
 
-    apply_threads(args.threads)
-    config = CompositionalConfig(num_latents=DEMO["num_latents"], k=DEMO["k"], n_samples=DEMO["n_samples"])
     print(
         "dictlab demo: every method on y = A z with k-sparse z; trained on ID data, tested on OOD "
         "combinations of latents never seen together in training."
     )
-    run_experiment(
-        config, default_methods(), parse_seeds(args.seeds), overrides={}, recipe="dictlab", study_metrics=False,
-        device=resolve_device(args.device), out=args.out, quiet=args.quiet,
-    )
-    return 0
+    data = data_spec({"num_latents": DEMO["num_latents"], "k": DEMO["k"], "n_samples": DEMO["n_samples"]})
+    args.set, args.recipe, args.study_metrics = [], "dictlab", False
+    return run_point(args, data, METHODS.names())
+
+
+# --- the other commands ---------------------------------------------------------------------------------
 
 
 def _cmd_methods(args: argparse.Namespace) -> int:
@@ -237,6 +383,17 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_generators(args: argparse.Namespace) -> int:
+    from dictlab.data import GENERATORS
+
+    for name in GENERATORS.names():
+        generator = GENERATORS[name]
+        print(f"{name}: {generator.description}")
+        for field, info in generator.config_class.model_fields.items():
+            print(f"  {field} = {json.dumps(info.default)}  {info.description or ''}")
+    return 0
+
+
 def _load_experiment(args: argparse.Namespace) -> Any:
     from dictlab.experiments.spec import apply_overrides, load_preset, load_spec
 
@@ -248,42 +405,40 @@ def _load_experiment(args: argparse.Namespace) -> Any:
             spec = spec.with_quick()
         return apply_overrides(spec, args.set) if args.set else spec
     except ValueError as err:
-        raise CliError(str(err).splitlines()[0]) from None
+        raise CliError(_first_line(err)) from None
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from dictlab.experiments.store import ResultStore
     from dictlab.experiments.sweep import RunFailed, SweepInterrupted, check_specs, run_sweep
 
-    if args.jobs is not None and args.jobs < 1:
-        raise CliError(f"--jobs: must be >= 1, got {args.jobs}")
-    if args.threads is not None and args.threads < 1:
-        raise CliError(f"--threads: must be >= 1, got {args.threads}")
+    threads = check_threads(args.threads)
+    jobs = resolve_jobs(args.jobs)
     spec = _load_experiment(args)
     try:
         runs = check_specs(spec.expand())  # every run is validated before the first one starts
     except ValueError as err:
-        raise CliError(str(err).splitlines()[0]) from None
+        raise CliError(_first_line(err)) from None
     if args.dry_run:
         for run in runs:
-            print(f"{run.config_hash()}  {run.describe()}")
+            print(f"{run.run_id}  {run.describe()}")
         print(f"{len(runs)} runs in experiment {spec.name}")
         return 0
+    if args.jobs == "auto" and (args.executor == "local" or args.executor == "ray" or args.address is not None):
+        jobs = 1 if args.executor == "local" else None  # ray: as many as the cluster has CPUs
     started = time.perf_counter()
-    with ResultStore(args.store) as store:
+    with open_store(args.store) as store:
         try:
             summary = run_sweep(
-                runs, store, jobs=args.jobs, executor=args.executor, address=args.address, threads=args.threads,
+                runs, store, jobs=jobs, executor=args.executor, address=args.address, threads=threads,
                 artifacts=args.artifacts, progress=not args.quiet, fail_fast=args.fail_fast,
             )
         except SweepInterrupted as stop:
-            print(f"dictlab sweep: interrupted; {stop.summary} — run the same command to resume", file=sys.stderr)
-            return 130
+            raise _Interrupted(f"interrupted; {stop.summary}; run the same command to resume") from None
         except RunFailed as err:
-            print(f"dictlab sweep: stopped at a failed run (--fail-fast): {str(err).splitlines()[0]}", file=sys.stderr)
+            print(f"dictlab sweep: stopped at a failed run (--fail-fast): {_first_line(err)}", file=sys.stderr)
             return 1
         except ValueError as err:
-            raise CliError(str(err).splitlines()[0]) from None
+            raise CliError(_first_line(err)) from None
     print(
         f"experiment {spec.name}: {summary.total} runs — {summary.skipped_done} already done, {summary.ran} ran, "
         f"{summary.failed} failed — {time.perf_counter() - started:.1f} s; store {args.store}"
@@ -292,25 +447,23 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def _cmd_runs(args: argparse.Namespace) -> int:
-    from dictlab.experiments.store import ResultStore
-
-    if not Path(args.store).exists():
-        raise CliError(f"--store: {args.store} does not exist; run `dictlab sweep` first")
-    with ResultStore(args.store) as store:
+    if args.export is not None:
+        check_output_file(args.export, "--export")
+    with open_store(args.store, readonly=True) as store:
         if args.export is not None:
             try:
                 path = store.export(args.export, experiment=args.experiment, label=args.label)
             except ValueError as err:
-                raise CliError(f"--export: {str(err).splitlines()[0]}") from None
+                raise CliError(f"--export: {_first_line(err)}") from None
             print(f"records written to {path}")
             return 0
         runs = store.runs(experiment=args.experiment, status=args.status, label=args.label)
         for run in runs:
-            what = run.method or run.spec.get("params", {}).get("sae") or "-"
             data = run.spec.get("data", {})
             print(
-                f"{run.run_id}  {run.status:<7} {run.experiment:<20} {run.task:<28} {what:<14} seed={run.seed}  "
-                f"p={data.get('num_latents')} k={data.get('k')} N={data.get('n_samples')}  {run.finished_at or ''}"
+                f"{run.run_id}  {run.status:<7} {run.experiment:<20} {run.task:<28} {run.method or '-':<14} "
+                f"seed={run.seed}  {data.get('generator', '?')} p={data.get('num_latents')} k={data.get('k')} "
+                f"N={data.get('n_samples')}  {run.finished_at or ''}"
             )
         print(f"{len(runs)} runs")
     return 0
@@ -328,17 +481,41 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 def _cmd_report(args: argparse.Namespace) -> int:
     from dictlab.report import build_report
 
-    if not Path(args.store).exists():
-        raise CliError(f"--store: {args.store} does not exist; run `dictlab sweep` first")
-    try:
-        page = build_report(args.store, args.out, experiment=args.experiment)
-    except ValueError as err:
-        raise CliError(str(err).splitlines()[0]) from None
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out: {args.out} is a file; the report is a folder (index.html and figures/)")
+    check_output_file(args.out / "index.html", "--out")
+    with open_store(args.store, readonly=True) as store:
+        try:
+            page = build_report(store, args.out, experiment=args.experiment)
+        except ValueError as err:
+            raise CliError(_first_line(err)) from None
     print(f"report written to {page}")
     return 0
 
 
-DEFAULT_STORE = "dictlab-runs/results.sqlite"
+# --- the parser --------------------------------------------------------------------------------------------
+
+
+def _add_execution(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs", default="auto",
+        help="worker processes (default auto: one per usable core); runs sharing a fit stay in one process",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=1,
+        help="torch threads per run (default 1: results then do not depend on the machine's core count, and runs do "
+        "not stall when other programs share the cores)",
+    )
+
+
+def _add_point_options(parser: argparse.ArgumentParser, *, seeds: str) -> None:
+    parser.add_argument("--seeds", default=seeds, help=f"seeds, e.g. 0,1,2 or 0-4 (default {seeds})")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    _add_execution(parser)
+    parser.add_argument("--store", default=None,
+                        help="results store to add the runs to and resume from (default: a new temporary one)")
+    parser.add_argument("--experiment", default="run", help="experiment name of the runs in the store (default run)")
+    parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
 
 
 def build_parser() -> _Parser:
@@ -349,42 +526,40 @@ def build_parser() -> _Parser:
     run = sub.add_parser(
         "run",
         help="train and evaluate methods on one data configuration over seeds",
-        description="Generate the compositional data (ID train/val, OOD), fit each method on the train split, "
-        "and report MCC, probe accuracy and best-feature AUC on ID and OOD, with timings.",
+        description="Generate the data (compositional by default: ID train / id splits and an OOD split), fit each "
+        "method on the train split, and report MCC, probe accuracy and best-feature AUC on ID and OOD, with "
+        "timings. The runs go into a results store, so they can be reported (dictlab report) and resumed.",
     )
-    run.add_argument("--num-latents", "-p", type=int, default=100, help="number of ground-truth latents p (default 100)")
-    run.add_argument("--k", type=int, default=10, help="active latents per sample (default 10)")
-    run.add_argument("--n-samples", type=int, default=5000, help="ID samples, split train/val; OOD gets half (default 5000)")
-    run.add_argument("--input-dim", type=int, default=None, help="observation dimension m (default: ceil(2k ln(p/k)))")
-    run.add_argument("--noise-std", type=float, default=0.0, help="additive Gaussian observation noise (default 0)")
-    run.add_argument("--seeds", default="0,1,2", help="seeds, e.g. 0,1,2 or 0-4 (default 0,1,2)")
+    run.add_argument("--generator", default="compositional", help="data generator (see `dictlab generators`)")
+    run.add_argument("--data", action="append", default=[], metavar="FIELD=VALUE",
+                     help="a field of the generator's config, e.g. --data num_ood=40 (repeatable)")
+    for flag, field, kind, text in DATA_FLAGS:
+        names = ["--num-latents", "-p"] if flag == "--num-latents" else [flag]
+        run.add_argument(*names, dest=field, type=kind, default=None, help=f"{text} (default: the generator's)")
     run.add_argument("--methods", default="all", help="comma-separated method names or 'all' (see `dictlab methods`)")
     run.add_argument(
         "--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
-        help="override a hyperparameter, e.g. --set sae_topk.lr=1e-3 (repeatable)",
+        help="override a hyperparameter of a method that runs, e.g. --set sae_topk.lr=1e-3 (repeatable)",
     )
     run.add_argument("--recipe", choices=["dictlab", "study"], default="dictlab",
                      help="hyperparameter defaults: dictlab's fast ones or the study's own (default dictlab)")
     run.add_argument("--study-metrics", action="store_true", help="also report the study's own MCC definitions")
-    run.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    run.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice, one per core)")
-    run.add_argument("--jobs", type=int, default=1,
-                     help="worker processes (one torch thread each); methods sharing a fit stay together (default 1)")
-    run.add_argument("--out", type=Path, default=Path("results.json"), help="JSON file for the results (default results.json)")
-    run.add_argument("--quiet", action="store_true", help="no per-run progress lines")
+    _add_point_options(run, seeds="0,1,2")
+    run.add_argument("--out", type=Path, default=Path("results.json"),
+                     help="JSON file for the results (default results.json)")
     run.set_defaults(handler=_cmd_run)
 
-    demo = sub.add_parser("demo", help="all methods at num_latents=100, three seeds (under a minute on a 2-core CPU)",
-                          description="All methods at num_latents=100, k=10, n_samples=5000, seeds 0-2.")
-    demo.add_argument("--seeds", default=DEMO["seeds"], help="seeds (default 0,1,2)")
-    demo.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    demo.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    demo = sub.add_parser("demo", help="all methods at num_latents=100, three seeds (about a minute on a 2-core CPU)",
+                          description="All methods at num_latents=100, k=10, n_samples=5000, seeds 0-2, into a store.")
+    _add_point_options(demo, seeds=DEMO["seeds"])
     demo.add_argument("--out", type=Path, default=Path("demo-results.json"), help="JSON file (default demo-results.json)")
-    demo.add_argument("--quiet", action="store_true", help="no per-run progress lines")
     demo.set_defaults(handler=_cmd_demo)
 
     methods = sub.add_parser("methods", help="list the methods", description="List every registered method.")
     methods.set_defaults(handler=_cmd_methods)
+    generators = sub.add_parser("generators", help="list the data generators and their fields",
+                                description="List every registered data generator with its fields and defaults.")
+    generators.set_defaults(handler=_cmd_generators)
 
     sweep = sub.add_parser(
         "sweep",
@@ -398,11 +573,10 @@ def build_parser() -> _Parser:
     sweep.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="override a spec field by dotted path, e.g. --set data.n_samples=1000 --set seeds=[0]")
     sweep.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
-    sweep.add_argument("--jobs", type=int, default=None, help="runs at once (default: 1 locally, one per core with process)")
+    _add_execution(sweep)
     sweep.add_argument("--executor", choices=["local", "process", "ray"], default=None,
                        help="where runs execute (default: local for one job, process for more, ray with --address)")
     sweep.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: start one)")
-    sweep.add_argument("--threads", type=int, default=None, help="torch threads per run (process/ray default 1)")
     sweep.add_argument("--artifacts", action="store_true", help="keep learned models (safetensors) beside the store")
     sweep.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and exit")
@@ -410,7 +584,7 @@ def build_parser() -> _Parser:
     sweep.set_defaults(handler=_cmd_sweep)
 
     runs = sub.add_parser("runs", help="list or export stored runs", description="List runs in the store, or export "
-                          "their records (one row per record, one column per metric) to CSV or Parquet.")
+                          "their records (one row per record, one column per metric) to CSV or Parquet. Read-only.")
     runs.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     runs.add_argument("--experiment", default=None, help="only this experiment")
     runs.add_argument("--status", choices=["running", "done", "failed"], default=None, help="only runs with this status")
@@ -422,7 +596,8 @@ def build_parser() -> _Parser:
     presets.set_defaults(handler=_cmd_presets)
 
     report = sub.add_parser("report", help="figures and an HTML page from the results store",
-                            description="Turn stored runs into PNG/SVG figures, tables and one self-contained HTML page.")
+                            description="Turn stored runs into PNG/SVG figures, tables and one self-contained HTML "
+                            "page. Reads the store without writing to it.")
     report.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     report.add_argument("--experiment", default=None, help="only this experiment (default: all)")
     report.add_argument("--out", type=Path, default=Path("dictlab-report"), help="output folder (default dictlab-report)")
@@ -430,24 +605,41 @@ def build_parser() -> _Parser:
     return parser
 
 
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # SIGTERM ends a run or sweep the way Ctrl-C does: finished runs kept, resume hint
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
-    commands = ("run", "demo", "methods", "sweep", "runs", "presets", "report")
-    prog = f"dictlab {command}" if command in commands else "dictlab"
+    prog = f"dictlab {command}" if command in COMMANDS else "dictlab"
+    previous = signal.signal(signal.SIGTERM, _terminate) if _main_thread() else None
     try:
         args = parser.parse_args(argv)
         if getattr(args, "handler", None) is None:
             parser.print_help()
             return 2
+        args.argv = argv
         return int(args.handler(args))
     except CliError as err:
         print(f"{prog}: error: {err}", file=sys.stderr)
         return 2
+    except _Interrupted as stop:
+        print(f"{prog}: {stop}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread() and os.name == "posix"
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ def describe_validation_error(
     """
     first = err.errors()[0]
     name = ".".join(str(part) for part in first["loc"])
-    field = prefix + name
+    field = prefix + name if name else ""
     if first["type"] == "extra_forbidden" and allowed is not None:
         unknown = f"unknown {noun} {name!r}; allowed: {', '.join(allowed)}"
         return f"{field}: {unknown}" if prefix else unknown
@@ -58,5 +58,5 @@ def parse_config(cls: type[C], values: Any, *, where: str = "", prefix: str = ""
     try:
         return cls.model_validate(dict(values))
     except ValidationError as err:
-        detail = describe_validation_error(err, prefix=prefix, allowed=sorted(cls.model_fields), noun=noun)
+        detail = describe_validation_error(err, prefix=prefix, allowed=list(cls.model_fields), noun=noun)
         raise ValueError(f"{lead}{detail}") from None

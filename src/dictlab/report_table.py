@@ -1,12 +1,14 @@
-"""Terminal output of a run: one progress line per finished run and the method × metric summary table."""
+"""Terminal output of a point: one progress line per finished run and the method × metric summary table."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
 
 from rich.console import Console
 from rich.table import Table
+
+from dictlab.experiments.runs import RunOutcome, RunSpec
+from dictlab.experiments.summary import Stats
 
 # (metric key, column header)
 COLUMNS = [
@@ -23,18 +25,21 @@ COLUMNS = [
 STUDY_COLUMNS = [("mcc_study_id", "study MCC id"), ("mcc_study_ood", "study MCC ood")]
 
 
-def _cell(stats: dict[str, float] | None, key: str) -> str:
+def _cell(stats: Stats | None, key: str) -> str:
     if stats is None:
         return "-"
     digits = 1 if key.endswith("_s") else 3
-    text = f"{stats['mean']:.{digits}f}"
-    if stats["n"] > 1:
-        text += f" ± {stats['std']:.{digits}f}"
+    text = f"{stats.mean:.{digits}f}"
+    if stats.n > 1:
+        text += f" ± {stats.std:.{digits}f}"
     return text
 
 
-def print_summary(summary: dict[str, dict[str, dict[str, float]]], methods: list[str], *, title: str, study_metrics: bool) -> None:
-    """Mean ± std over seeds for each method (rows, in the order run) and metric (columns)."""
+def print_summary(
+    summary: dict[str, dict[str, Stats]], methods: Sequence[str], *, title: str, study_metrics: bool
+) -> None:
+    """Mean ± std over seeds for each method (rows, in the order given) and metric (columns); ``-`` where a
+    method has no value (a failed run, or a metric undefined on its data)."""
     columns = COLUMNS[:3] + (STUDY_COLUMNS if study_metrics else []) + COLUMNS[3:]
     table = Table(title=title, title_justify="left")
     table.add_column("method", no_wrap=True)
@@ -48,19 +53,21 @@ def print_summary(summary: dict[str, dict[str, dict[str, float]]], methods: list
     Console(width=max(needed, Console().width)).print(table)
 
 
-def progress_printer(total: int, quiet: bool) -> Callable[[Any], None]:
-    """A callback for ``run_point``: prints '[i/total] method seed=s  mcc_ood=…  time' per finished run."""
+def progress_printer(total: int, quiet: bool) -> Callable[[RunSpec, RunOutcome], None]:
+    """An ``on_outcome`` callback: '[i/total] method seed=s  mcc_id=…  mcc_ood=…  acc_ood=…  time' per run."""
     done = [0]
 
-    def show(result: Any) -> None:
+    def show(spec: RunSpec, outcome: RunOutcome) -> None:
         done[0] += 1
         if quiet:
             return
-        m = result.metrics
-        print(
-            f"[{done[0]}/{total}] {result.method:<14} seed={result.seed}  mcc_id={m['mcc_id']:.3f}  "
-            f"mcc_ood={m['mcc_ood']:.3f}  acc_ood={m['acc_ood']:.3f}  {result.timings['total_s']:.1f}s",
-            flush=True,
-        )
+        head = f"[{done[0]}/{total}] {spec.method or spec.task:<14} seed={spec.seed}"
+        if not outcome.ok or not outcome.records:
+            last = (outcome.error or "").strip().splitlines()
+            print(f"{head}  FAILED: {last[-1] if last else 'no records'}", flush=True)
+            return
+        m = outcome.records[0].metrics
+        shown = "  ".join(f"{key}={m[key]:.3f}" for key in ("mcc_id", "mcc_ood", "acc_ood") if key in m)
+        print(f"{head}  {shown}  {outcome.timings.get('total_s', 0.0):.1f}s", flush=True)
 
     return show

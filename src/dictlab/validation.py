@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -23,15 +25,21 @@ def check_matrix(name: str, x: torch.Tensor, *, cols: int | None = None, rows: i
     return x
 
 
-def check_positive(name: str, value: float, *, allow_zero: bool = False) -> float:
-    ok = value >= 0 if allow_zero else value > 0
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
+def check_positive(name: str, value: float, *, allow_zero: bool = False, allow_inf: bool = False) -> float:
+    """``value`` if it is a finite number > 0 (≥ 0 with ``allow_zero``; +inf too with ``allow_inf``);
+    ValueError naming it otherwise."""
+    bound = ">= 0" if allow_zero else "> 0"
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise ValueError(f"{name} must be a number {bound}, got {value!r}")
+    if math.isinf(value) and not (allow_inf and value > 0):
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    if not (value >= 0 if allow_zero else value > 0):
         raise ValueError(f"{name} must be {bound}, got {value}")
     return value
 
 
-def check_int_range(name: str, value: int, low: int, high: int | None = None) -> int:
+def check_int_range(name: str, value: object, low: int, high: int | None = None) -> int:
+    """``value`` if it is an integer (not a bool) in [low, high]; ValueError naming it otherwise."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise ValueError(f"{name} must be an integer, got {value!r}")
     if value < low or (high is not None and value > high):

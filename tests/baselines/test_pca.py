@@ -31,7 +31,7 @@ def test_equals_sklearn_pca(data):
     np.testing.assert_allclose(pca.dictionary.numpy(), reference.components_, atol=1e-10)  # same sign convention
     np.testing.assert_allclose(pca.offset.numpy(), reference.mean_, atol=1e-12)
     np.testing.assert_allclose(pca.explained_variance.numpy(), reference.explained_variance_, rtol=1e-10)
-    np.testing.assert_allclose(pca.encode(data.ood.y).numpy(), reference.transform(data.ood.y.numpy()), atol=1e-10)
+    np.testing.assert_allclose(pca.encode(data["ood"].y).numpy(), reference.transform(data["ood"].y.numpy()), atol=1e-10)
 
 
 @settings(max_examples=20, deadline=None)
@@ -58,7 +58,7 @@ def test_components_are_orthonormal_and_reconstruction_is_a_projection(data):
     pca = PCABaseline(PCAConfig(n_components=7)).fit(data.train.y)
     c = pca.dictionary
     torch.testing.assert_close(c @ c.T, torch.eye(7, dtype=c.dtype), atol=1e-12, rtol=0)
-    y = data.val.y
+    y = data["id"].y
     once = pca.decode(pca.encode(y))
     torch.testing.assert_close(pca.decode(pca.encode(once)), once, atol=1e-12, rtol=0)  # idempotent
     # the residual is orthogonal to every component
@@ -68,13 +68,13 @@ def test_components_are_orthonormal_and_reconstruction_is_a_projection(data):
 def test_all_components_reconstruct_exactly(data):
     pca = PCABaseline().fit(data.train.y)  # None: all min(N, m) components
     assert pca.dictionary.shape == (data.input_dim, data.input_dim)
-    torch.testing.assert_close(pca.decode(pca.encode(data.ood.y)), data.ood.y, atol=1e-12, rtol=0)
+    torch.testing.assert_close(pca.decode(pca.encode(data["ood"].y)), data["ood"].y, atol=1e-12, rtol=0)
 
 
 def test_float32_stays_float32_and_agrees_with_float64(data):
     pca64 = PCABaseline(PCAConfig(n_components=5)).fit(data.train.y)
     pca32 = PCABaseline(PCAConfig(n_components=5)).fit(data.train.y.float())
-    assert pca32.encode(data.val.y.float()).dtype == torch.float32
+    assert pca32.encode(data["id"].y.float()).dtype == torch.float32
     torch.testing.assert_close(pca32.dictionary.double(), pca64.dictionary, atol=1e-4, rtol=0)
 
 
@@ -82,8 +82,8 @@ def test_save_load_gives_identical_outputs(data, tmp_path):
     pca = PCABaseline(PCAConfig(n_components=5)).fit(data.train.y)
     loaded = load_model(save_model(pca, tmp_path / "pca"))
     assert isinstance(loaded, PCABaseline) and loaded.settings == pca.settings
-    assert torch.equal(loaded.encode(data.ood.y), pca.encode(data.ood.y))
-    assert torch.equal(loaded.decode(pca.encode(data.ood.y)), pca.decode(pca.encode(data.ood.y)))
+    assert torch.equal(loaded.encode(data["ood"].y), pca.encode(data["ood"].y))
+    assert torch.equal(loaded.decode(pca.encode(data["ood"].y)), pca.decode(pca.encode(data["ood"].y)))
 
 
 @pytest.mark.parametrize("n_components", [0, -1])

@@ -75,14 +75,14 @@ def test_derived_dictionary_is_the_least_squares_decoder(data):
     lstsq = np.linalg.lstsq(codes, y.numpy(), rcond=None)[0]  # min-norm argmin ‖Y − Ẑ D‖
     np.testing.assert_allclose(probe.dictionary.numpy(), lstsq, atol=1e-8)
     # W D = I, so decoding the probe's codes returns any observation, in or out of distribution
-    torch.testing.assert_close(probe.decode(probe.encode(data.ood.y)), data.ood.y, rtol=0, atol=1e-9)
+    torch.testing.assert_close(probe.decode(probe.encode(data["ood"].y)), data["ood"].y, rtol=0, atol=1e-9)
 
 
 def test_float32_input_gives_float32_codes_close_to_float64(data):
     y, z = data.train.y, data.train.codes.to_dense()
     probe64 = RidgeProbe().fit(y, FitContext(codes=z))
     probe32 = RidgeProbe().fit(y.float(), FitContext(codes=z.float()))
-    assert probe32.encode(data.val.y.float()).dtype == torch.float32
+    assert probe32.encode(data["id"].y.float()).dtype == torch.float32
     assert probe32.alpha_ == probe64.alpha_
     torch.testing.assert_close(probe32.coef.double(), probe64.coef, rtol=1e-4, atol=1e-5)
 
@@ -97,7 +97,7 @@ def test_save_load_gives_identical_outputs(data, tmp_path):
     probe = RidgeProbe().fit(data.train.y, FitContext(codes=data.train.codes.to_dense()))
     loaded = load_model(save_model(probe, tmp_path / "probe"))
     assert isinstance(loaded, RidgeProbe) and loaded.alpha_ == probe.alpha_
-    assert torch.equal(loaded.encode(data.ood.y), probe.encode(data.ood.y))
+    assert torch.equal(loaded.encode(data["ood"].y), probe.encode(data["ood"].y))
     assert torch.equal(loaded.dictionary, probe.dictionary)
 
 
@@ -132,4 +132,4 @@ def test_config_rejects_bad_alphas():
 
 def test_unfitted_probe_says_so(data):
     with pytest.raises(ValueError, match="not fitted"):
-        RidgeProbe().encode(data.val.y)
+        RidgeProbe().encode(data["id"].y)

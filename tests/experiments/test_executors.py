@@ -9,7 +9,8 @@ import pytest
 from dictlab.experiments.executors import EXECUTORS, LocalExecutor, ProcessExecutor, RayExecutor, make_executor
 from dictlab.experiments.store import ResultStore
 from dictlab.experiments.sweep import run_sweep
-from dictlab.experiments.tasks import TASKS, Record, RunSpec
+from dictlab.experiments.runs import Record, RunSpec
+from dictlab.experiments.tasks import TASKS, register_task
 
 FIND_SPEC = importlib.util.find_spec
 DATA = {"num_latents": 24, "k": 3, "n_samples": 400}
@@ -22,7 +23,7 @@ SPECS = [
 
 if "test.threads" not in TASKS:
 
-    @TASKS.register("test.threads")
+    @register_task("test.threads")
     def _threads_task(data, spec, context):
         import torch
 

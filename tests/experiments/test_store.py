@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dictlab.experiments.store import SCHEMA_VERSION, ResultStore
-from dictlab.experiments.tasks import Record, RunSpec
+from dictlab.experiments.runs import Record, RunSpec
 
 DATA = {"num_latents": 24, "k": 3, "n_samples": 400}
 
@@ -77,8 +78,8 @@ def test_data_is_normalised_to_the_full_config():
         ({"data": {"num_latents": 10, "k": 12}}, "k=12 must be smaller than num_latents=10"),
         ({"data": {"num_latent": 10}}, "num_latent"),
         ({"seed": -1}, "seed"),
-        ({"params": {"lam": float("nan")}}, "finite JSON"),
-        ({"params": {"x": object()}}, "finite JSON"),
+        ({"params": {"lam": float("nan")}}, "params.lam=nan: not a finite number"),
+        ({"params": {"x": object()}}, "params.x=<object object at .*>: not a JSON value"),
         ({"colour": "red"}, "colour"),
     ],
 )
@@ -122,8 +123,9 @@ def test_a_store_of_another_schema_version_is_refused(tmp_path):
     db.execute("UPDATE schema_version SET version = 99")
     db.commit()
     db.close()
-    with pytest.raises(ValueError, match="schema version \\[99\\]"):
-        ResultStore(path)
+    for readonly in (False, True):
+        with pytest.raises(ValueError, match="schema version 99, this dictlab reads versions up to 2"):
+            ResultStore(path, readonly=readonly)
 
 
 def test_run_lifecycle_running_failed_done(store):
@@ -233,3 +235,129 @@ def test_parquet_without_pyarrow_says_what_to_install(store, tmp_path, monkeypat
         store.export(tmp_path / "records.parquet")
     with pytest.raises(ValueError, match="allowed suffixes: .csv, .parquet"):
         store.export(tmp_path / "records.xlsx")
+
+
+# --- opening: read-only, refusals, schema upgrades ------------------------------------------------------
+
+
+def _bytes(path) -> bytes:
+    return path.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: p.write_bytes(b"\x8f\x00not sqlite at all" * 64), "not a dictlab results store (not an SQLite database"),
+        (lambda p: p.write_bytes(b""), "is an empty file, not a dictlab results store"),
+        (lambda p: sqlite3.connect(p).execute("CREATE TABLE mine (x)").connection.commit(), "tables mine"),
+        (lambda p: p.mkdir(), "is a folder"),
+    ],
+)
+def test_a_path_that_is_not_a_store_is_refused_and_left_untouched(tmp_path, make, message):
+    path = tmp_path / "other.sqlite"
+    make(path)
+    before = sorted(tmp_path.rglob("*")), (path.read_bytes() if path.is_file() else None)
+    for readonly in (True, False):
+        with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+            ResultStore(path, readonly=readonly)
+    assert (sorted(tmp_path.rglob("*")), (path.read_bytes() if path.is_file() else None)) == before  # no -wal, no tables
+
+
+def test_read_only_never_writes_and_refuses_to(tmp_path):
+    path = tmp_path / "r.sqlite"
+    with ResultStore(path) as store:
+        store.finish(spec(0), [Record("fista_oracle", {"mcc_ood": 0.9})], {"total_s": 1.0})
+    before = path.read_bytes()
+    with ResultStore(path, readonly=True) as reader:
+        assert [r.status for r in reader.runs()] == ["done"] and reader.records()[0]["mcc_ood"] == 0.9
+        with pytest.raises(ValueError, match="open read-only"):
+            reader.mark_running(spec(1))
+    assert path.read_bytes() == before  # (SQLite may leave its empty -wal/-shm index files beside a WAL database)
+    with pytest.raises(ValueError, match="no results store at"):
+        ResultStore(tmp_path / "missing.sqlite", readonly=True)
+
+
+@pytest.mark.skipif(sys.platform == "win32" or (hasattr(os, "geteuid") and os.geteuid() == 0),
+                    reason="permissions do not bind root")
+def test_a_store_that_may_not_be_written_is_refused_in_one_line(tmp_path):
+    path = tmp_path / "r.sqlite"
+    ResultStore(path).close()
+    path.chmod(0o444)
+    try:
+        with pytest.raises(ValueError, match="permission denied"):
+            ResultStore(path)
+    finally:
+        path.chmod(0o644)
+
+
+def test_an_undefined_metric_is_stored_as_null_and_read_as_none(store):
+    store.finish(spec(0), [Record("fista_oracle", {"auc_ood": float("nan"), "mcc_ood": 0.5})], {"total_s": 1.0})
+    raw = store._db.execute("SELECT metrics_json FROM records").fetchone()[0]
+    assert json.loads(raw) == {"auc_ood": None, "mcc_ood": 0.5} and "NaN" not in raw
+    assert store.records()[0]["auc_ood"] is None
+
+
+V1_DATA = {"num_latents": 24, "k": 3, "n_samples": 400, "input_dim": None, "num_ood": None, "magnitude_power": 1.0,
+           "label_threshold": 0.5, "noise_std": 0.0}
+
+
+def _v1_store(path) -> None:
+    """A store as dictlab 0.1 wrote it: schema 1, data without a generator, a surgery naming its subject `sae`."""
+    from dictlab.experiments.store import _SCHEMA
+
+    db = sqlite3.connect(path)
+    db.executescript(_SCHEMA)
+    db.execute("INSERT INTO schema_version VALUES (1)")
+    runs = [
+        ("a" * 16, "method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False},
+         "done", "fista_oracle"),
+        ("b" * 16, "surgery.frozen_decoder", {"sae": "sae_topk", "overrides": {}, "recipe": "dictlab"}, "done", None),
+        ("c" * 16, "method", {"method": "sae_topk", "overrides": {}, "recipe": "dictlab", "study_metrics": False},
+         "running", "sae_topk"),
+    ]
+    for run_id, task, params, status, method in runs:
+        spec_json = json.dumps({"experiment": "old", "task": task, "data": V1_DATA, "seed": 0, "params": params})
+        db.execute("INSERT INTO runs (run_id, experiment, task, method, seed, spec_json, status, attempts) "
+                   "VALUES (?, 'old', ?, ?, 0, ?, ?, 1)", (run_id, task, method, spec_json, status))
+        if status == "done":
+            db.execute("INSERT INTO records VALUES (?, 0, ?, NULL, ?)", (run_id, method or "sae_topk", '{"mcc_ood": 0.8}'))
+    db.commit()
+    db.close()
+
+
+def _today(task: str, params: dict) -> RunSpec:
+    return RunSpec(experiment="old", task=task, data={"generator": "compositional", **V1_DATA}, seed=0, params=params)
+
+
+def test_a_schema_1_store_is_read_in_todays_terms_without_touching_the_file(tmp_path):
+    path = tmp_path / "old.sqlite"
+    _v1_store(path)
+    before = path.read_bytes()
+    with ResultStore(path, readonly=True) as store:
+        runs = {run.task: run for run in store.runs(status="done")}
+        assert runs["surgery.frozen_decoder"].spec["params"]["method"] == "sae_topk"
+        assert runs["surgery.frozen_decoder"].method == "sae_topk"  # the column follows the subject
+        assert runs["method"].spec["data"]["generator"] == "compositional"
+        assert runs["method"].spec["data"]["input_dim"] == 13  # derived fields explicit, as in a new run
+        assert runs["method"].run_id == _today("method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab",
+                                                          "study_metrics": False}).run_id
+        assert [row["mcc_ood"] for row in store.records()] == [0.8, 0.8]
+    assert path.read_bytes() == before
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (1,)
+
+
+def test_a_schema_1_store_is_upgraded_on_write_and_resumes_without_rerunning(tmp_path):
+    path = tmp_path / "old.sqlite"
+    _v1_store(path)
+    (tmp_path / "artifacts" / ("b" * 16) / "sae_topk").mkdir(parents=True)
+    surgery = _today("surgery.frozen_decoder", {"method": "sae_topk", "overrides": {}, "recipe": "dictlab"})
+    fista = _today("method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False})
+    cut_off = _today("method", {"method": "sae_topk", "overrides": {}, "recipe": "dictlab", "study_metrics": False})
+    with ResultStore(path) as store:
+        assert store.statuses() == {fista.run_id: "done", surgery.run_id: "done", cut_off.run_id: "running"}
+        assert store.pending([fista, surgery, cut_off]) == [cut_off]  # what was done is not run again
+        assert store.integrity_check() == "ok"
+        assert len(store.records()) == 2
+    assert (tmp_path / "artifacts" / surgery.run_id / "sae_topk").is_dir()
+    assert not (tmp_path / "artifacts" / ("b" * 16)).exists()
+    assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)

@@ -16,8 +16,9 @@ import torch
 
 from dictlab.data import make_compositional
 from dictlab.experiments.store import ResultStore
-from dictlab.experiments.sweep import RunFailed, SweepInterrupted, check_specs, run_sweep
-from dictlab.experiments.tasks import TASKS, Record, RunSpec
+from dictlab.experiments.sweep import RunFailed, SweepInterrupted, check_specs, plan_batches, run_sweep
+from dictlab.experiments.runs import Record, RunSpec
+from dictlab.experiments.tasks import TASKS, register_task
 from dictlab.models.io import load_model
 
 DATA = {"num_latents": 24, "k": 3, "n_samples": 400}
@@ -47,7 +48,7 @@ def _interrupting_task(data, spec, context):
 
 for _name, _fn in (("test.flaky", _flaky_task), ("test.interrupt", _interrupting_task)):
     if _name not in TASKS:
-        TASKS.register(_name)(_fn)
+        register_task(_name)(_fn)
 
 
 @pytest.fixture
@@ -214,24 +215,58 @@ def test_artifacts_hold_the_learned_model_under_the_run_id(store):
     assert [r.status for r in store.runs()] == ["done"]
 
 
-def test_run_point_in_two_processes_gives_the_sequential_results_in_order():
-    from dictlab.data import CompositionalConfig
-    from dictlab.experiments import run_point
+def _batch_methods(runs) -> list[list[str]]:
+    return [[run.method for run in batch] for batch in plan_batches(runs)]
 
-    config = CompositionalConfig(num_latents=30, k=3, n_samples=600)
-    methods = ["fista_oracle", "dl_fista", "linear_probe", "dl_lista"]
-    overrides = {"dl_fista": {"max_rounds": 6}, "dl_lista": {"max_rounds": 6, "epochs": 1}}
-    seen = []
-    parallel = run_point(config, methods, [0, 1], overrides=overrides, jobs=2, on_result=seen.append)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers' setting: same float rounding, so the same numbers
-    try:
-        sequential = run_point(config, methods, [0, 1], overrides=overrides)
-    finally:
-        torch.set_num_threads(before)
-    assert [(r.seed, r.method) for r in parallel] == [(s, m) for s in (0, 1) for m in methods]
-    assert sorted((r.seed, r.method) for r in seen) == sorted((r.seed, r.method) for r in parallel)
-    for a, b in zip(parallel, sequential):
-        assert a.metrics == pytest.approx(b.metrics, abs=1e-9), a.method
-    with pytest.raises(ValueError, match="jobs must be an integer >= 1"):
-        run_point(config, methods, [0], jobs=0)
+
+def test_plan_batches_keep_runs_that_share_a_fit_together():
+    differ = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0), method_spec(0, "dl_lista", max_rounds=6),
+              method_spec(0, "sae_topk")]
+    assert _batch_methods(differ) == [["dl_fista"], ["fista_oracle"], ["dl_lista"], ["sae_topk"]]  # two DL-FISTA fits
+    same = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0), method_spec(0, "dl_lista", max_rounds=5, epochs=1),
+            method_spec(0, "sae_topk")]
+    assert _batch_methods(same) == [["dl_fista", "dl_lista"], ["fista_oracle"], ["sae_topk"]]
+    # the same fit on another seed or other data is another fit
+    other_seed = [method_spec(0, "dl_fista", max_rounds=5), method_spec(1, "dl_lista", max_rounds=5)]
+    assert _batch_methods(other_seed) == [["dl_fista"], ["dl_lista"]]
+    other_data = [method_spec(0, "dl_fista", max_rounds=5),
+                  RunSpec(experiment="unit", task="method", data={**DATA, "k": 4}, seed=0,
+                          params={"method": "dl_lista", "overrides": {"max_rounds": 5}})]
+    assert _batch_methods(other_data) == [["dl_fista"], ["dl_lista"]]
+
+
+def test_plan_batches_merge_every_batch_a_run_links():
+    runs = [method_spec(0, "fista_oracle", lam=lam) for lam in (0.1, 0.2, 0.3, 0.4, 0.5)]
+    keys = dict(zip((run.run_id for run in runs), map(frozenset, ({"x"}, {"y"}, set(), {"x", "y"}, {"z"})), strict=True))
+    batches = plan_batches(runs, keys)
+    assert [[runs.index(run) for run in batch] for batch in batches] == [[0, 1, 3], [2], [4]]  # 3 links 0's and 1's
+
+
+def test_a_sweep_fits_a_shared_fit_once(store, monkeypatch):
+    from dictlab.learners.dl_fista import DLFista
+
+    fits = []
+    original = DLFista.fit
+    monkeypatch.setattr(DLFista, "fit", lambda self, y, context=None: fits.append(1) or original(self, y, context))
+    runs = [method_spec(0, "dl_fista", max_rounds=4), method_spec(0), method_spec(0, "dl_lista", max_rounds=4, epochs=1)]
+    summary = run_sweep(runs, store, progress=False)
+    assert (summary.ran, summary.failed) == (3, 0) and len(fits) == 1
+    rows = {row["label"]: row for row in store.records()}
+    assert rows["dl_lista"]["dict_mean_cosine"] == rows["dl_fista"]["dict_mean_cosine"]  # the very same dictionary
+
+
+@pytest.mark.slow
+def test_two_processes_give_the_one_process_results(tmp_path):
+    runs = [method_spec(seed, method, **overrides) for seed in (0, 1) for method, overrides in (
+        ("fista_oracle", {}), ("dl_fista", {"max_rounds": 6}), ("linear_probe", {}), ("dl_lista", {"max_rounds": 6, "epochs": 1})
+    )]
+    results = {}
+    for jobs in (1, 2):
+        with ResultStore(tmp_path / f"jobs{jobs}.sqlite") as store:
+            summary = run_sweep(runs, store, jobs=jobs, threads=1, progress=False)
+            assert (summary.ran, summary.failed) == (len(runs), 0)
+            results[jobs] = {(row["seed"], row["label"]): {k: v for k, v in row.items() if not k.endswith("_s")}
+                             for row in store.records()}
+    assert results[1].keys() == results[2].keys() and len(results[1]) == len(runs)
+    for key, metrics in results[1].items():
+        assert results[2][key] == pytest.approx(metrics, abs=1e-9), key  # one thread each: the same rounding

@@ -243,7 +243,7 @@ def test_history_logs_dictionary_quality_with_ground_truth(easy):
     assert model.history.unit == "round" and model.history.series("step") == [10, 20, 25]
     last = model.history[-1]
     assert last["mean_cosine"] == pytest.approx(match_dictionaries(model.dictionary, data.dictionary).mean_cosine)
-    assert last["l0"] > 0 and last["mse"] >= 0 and last["lam"] == model.final_lam
+    assert last["l0"] > 0 and last["mse_loss"] >= 0 and last["lam"] == model.final_lam
     plain = DLFista(DLFistaConfig(width=20, max_rounds=25, log_every=10)).fit(data.train.y, FitContext(seed=2))
     assert "mean_cosine" not in plain.history[-1]
 
@@ -251,8 +251,8 @@ def test_history_logs_dictionary_quality_with_ground_truth(easy):
 def test_encode_is_fista_at_the_final_lambda_on_the_learned_dictionary(easy):
     data = easy[1]
     model = DLFista(DLFistaConfig(width=20, max_rounds=30, encode_iter=300)).fit(data.train.y)
-    expected = fista(data.ood.y, model.dictionary, model.final_lam, max_iter=300, nonneg=True).codes
-    torch.testing.assert_close(model.encode(data.ood.y), expected)
+    expected = fista(data["ood"].y, model.dictionary, model.final_lam, max_iter=300, nonneg=True).codes
+    torch.testing.assert_close(model.encode(data["ood"].y), expected)
     assert model.final_lam >= model.settings.lam
 
 
@@ -271,8 +271,8 @@ def test_save_load_gives_identical_codes(easy, tmp_path):
     model = DLFista(DLFistaConfig(width=20, max_rounds=10), offset=offset).fit(data.train.y + offset)
     loaded = load_model(save_model(model, tmp_path / "dl"))
     assert isinstance(loaded, DLFista) and loaded.final_lam == model.final_lam
-    codes = model.encode(data.ood.y + offset)
-    assert torch.equal(loaded.encode(data.ood.y + offset), codes)
+    codes = model.encode(data["ood"].y + offset)
+    assert torch.equal(loaded.encode(data["ood"].y + offset), codes)
     assert torch.equal(loaded.decode(codes), model.decode(codes))
 
 

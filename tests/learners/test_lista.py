@@ -29,7 +29,7 @@ def _lasso(z: torch.Tensor, y: torch.Tensor, d: torch.Tensor, lam: float) -> flo
 @pytest.mark.parametrize("nonneg", [True, False])
 @pytest.mark.parametrize("n_layers", [1, 16])
 def test_untrained_network_is_ista(data, weights, nonneg, n_layers):
-    d, y = data.dictionary, data.val.y
+    d, y = data.dictionary, data["id"].y
     config = ListaConfig(weights=weights, nonneg=nonneg, n_layers=n_layers, lam=0.05, epochs=0)
     expected = ista(y, d, 0.05, max_iter=n_layers, nonneg=nonneg).codes
     assert torch.count_nonzero(expected) > 0 and (nonneg or (expected < 0).any())
@@ -75,7 +75,7 @@ def test_training_beats_as_many_fista_iterations(data, weights):
     d, lam = data.dictionary, 0.1
     config = ListaConfig(weights=weights, n_layers=4, lam=lam, epochs=8, batch_size=50, lr=3e-3)
     model = Lista(config, dictionary=d).fit(data.train.y, FitContext(seed=0))
-    y = data.val.y  # held-out rows: the network generalises, not only memorises
+    y = data["id"].y  # held-out rows: the network generalises, not only memorises
     optimum = _lasso(fista(y, d, lam, max_iter=2000, nonneg=True).codes, y, d, lam)
     fista4 = _lasso(fista(y, d, lam, max_iter=4, nonneg=True).codes, y, d, lam)
     after = _lasso(model.encode(y), y, d, lam)
@@ -84,7 +84,7 @@ def test_training_beats_as_many_fista_iterations(data, weights):
 
 
 def test_study_objective_is_mse_plus_mean_l1(data):
-    d, y = data.dictionary, data.val.y[:20]
+    d, y = data.dictionary, data["id"].y[:20]
     for objective in ("study", "lasso"):
         model = Lista(ListaConfig(objective=objective, lam=0.3, n_layers=2), dictionary=d)
         with torch.no_grad():
@@ -108,8 +108,8 @@ def test_same_seed_same_model_other_seed_other_model(data):
     config = ListaConfig(n_layers=3, epochs=2, batch_size=64)
     fit = lambda seed: Lista(config, dictionary=data.dictionary).fit(data.train.y, FitContext(seed=seed))  # noqa: E731
     a, b, c = fit(5), fit(5), fit(6)
-    assert torch.equal(a.encode(data.val.y), b.encode(data.val.y))
-    assert not torch.equal(a.encode(data.val.y), c.encode(data.val.y))
+    assert torch.equal(a.encode(data["id"].y), b.encode(data["id"].y))
+    assert not torch.equal(a.encode(data["id"].y), c.encode(data["id"].y))
 
 
 def test_without_a_dictionary_fit_learns_one_first(data):
@@ -117,7 +117,7 @@ def test_without_a_dictionary_fit_learns_one_first(data):
     config = ListaConfig(n_layers=3, epochs=1, batch_size=100)
     given = Lista(config, dictionary=data.dictionary).fit(data.train.y)
     learned = Lista(config, dictionary_learner=SparseCodingModel(data.dictionary)).fit(data.train.y)
-    assert torch.equal(learned.encode(data.val.y), given.encode(data.val.y))
+    assert torch.equal(learned.encode(data["id"].y), given.encode(data["id"].y))
 
 
 @pytest.mark.parametrize("weights", WEIGHTS)
@@ -126,15 +126,15 @@ def test_save_load_gives_identical_outputs(data, weights, tmp_path):
     model.fit(data.train.y)
     loaded = load_model(save_model(model, tmp_path / weights))
     assert isinstance(loaded, Lista) and loaded.settings == model.settings
-    assert torch.equal(loaded.encode(data.ood.y), model.encode(data.ood.y))
+    assert torch.equal(loaded.encode(data["ood"].y), model.encode(data["ood"].y))
     assert torch.equal(loaded.dictionary, model.dictionary)
 
 
 def test_float32_dictionary_gives_float32_codes(data):
     model = Lista(ListaConfig(n_layers=5), dictionary=data.dictionary.float())
-    codes = model.encode(data.val.y)  # float64 input is cast to the network's dtype
+    codes = model.encode(data["id"].y)  # float64 input is cast to the network's dtype
     assert codes.dtype == torch.float32
-    expected = ista(data.val.y, data.dictionary, 0.1, max_iter=5, nonneg=True).codes
+    expected = ista(data["id"].y, data.dictionary, 0.1, max_iter=5, nonneg=True).codes
     torch.testing.assert_close(codes.double(), expected, rtol=1e-4, atol=1e-5)
 
 
@@ -142,15 +142,15 @@ def test_invalid_inputs_are_rejected(data):
     d = data.dictionary
     model = Lista(ListaConfig(n_layers=2), dictionary=d)
     with pytest.raises(ValueError, match=f"must have {d.shape[1]} columns"):
-        model.encode(data.val.y[:, :-1])
+        model.encode(data["id"].y[:, :-1])
     with pytest.raises(ValueError, match=f"must have {d.shape[1]} columns"):
-        model.fit(data.val.y[:, :-1])
-    bad = data.val.y.clone()
+        model.fit(data["id"].y[:, :-1])
+    bad = data["id"].y.clone()
     bad[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN or Inf"):
         model.fit(bad)
     with pytest.raises(ValueError, match="no dictionary yet"):
-        Lista().encode(data.val.y)
+        Lista().encode(data["id"].y)
     with pytest.raises(ValueError, match="dictionary"):
         Lista(dictionary=torch.ones(3))
 

@@ -59,7 +59,7 @@ def test_loss_decreases(fitted):
 
 def test_encode_solves_the_nonnegative_lasso_at_the_effective_lambda(fitted, data):
     # KKT conditions of min ½‖y − uD̂‖² + λ_eff‖u‖₁, u ≥ 0: g = (y − uD̂)D̂ᵀ equals λ_eff where u > 0, ≤ λ_eff where u = 0
-    y = data.ood.y[:200].double()
+    y = data["ood"].y[:200].double()
     d = fitted.dictionary
     torch.testing.assert_close(d.norm(dim=1), torch.ones(30, dtype=torch.float64))
     lam_eff = fitted.settings.effective_lam(d.shape[1], d.shape[0])
@@ -111,7 +111,7 @@ def test_fit_is_deterministic_for_a_seed(data):
 def test_save_load_gives_identical_codes(fitted, data, tmp_path):
     loaded = load_model(save_model(fitted, tmp_path / "softplus"))
     assert isinstance(loaded, SoftplusAdam)
-    y = data.ood.y[:100].double()
+    y = data["ood"].y[:100].double()
     codes = fitted.encode(y)
     assert torch.equal(loaded.encode(y), codes)
     assert torch.equal(loaded.decode(codes), fitted.decode(codes))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from dictlab.experiments.store import ResultStore
-from dictlab.experiments.tasks import Record, RunSpec
+from dictlab.experiments.runs import Record, RunSpec
 
 SEEDS = (0, 1, 2)
 LATENTS = (20, 40, 80)
@@ -57,7 +57,7 @@ def fill_store(path: Path) -> Path:
         for sae in SAES:
             for seed in SEEDS:
                 spec = RunSpec(experiment="frozen", task="surgery.frozen_decoder", data=data(20), seed=seed,
-                               params={"sae": sae, "recipe": "dictlab"})
+                               params={"method": sae, "recipe": "dictlab"})
                 records = [
                     Record(sae, {"mcc_ood": frozen_value("own", sae, seed), "mcc_chance_ood": 0.1, "dict_mean_cosine": 0.5}),
                     Record(f"fista+{sae}", {"mcc_ood": frozen_value("fista", sae, seed), "mcc_chance_ood": 0.1,
@@ -70,13 +70,13 @@ def fill_store(path: Path) -> Path:
             for seed in SEEDS:
                 spec = RunSpec(experiment="dynamics", task="surgery.learning_dynamics", data=data(20), seed=seed,
                                params={"method": method, "recipe": "dictlab"})
-                records = [Record(method, {"mean_cosine": 0.2 * i + 0.01 * seed, "mse": 1.0 / i}, float(i * scale))
+                records = [Record(method, {"mean_cosine": 0.2 * i + 0.01 * seed, "mse_loss": 1.0 / i}, float(i * scale))
                            for i in (1, 2, 3, 4)]
                 store.finish(spec, records, {}, VERSIONS)
 
         for seed in SEEDS:
             spec = RunSpec(experiment="warmstart", task="surgery.warmstart_encoder", data=data(20), seed=seed,
-                           params={"sae": "sae_topk", "recipe": "dictlab"})
+                           params={"method": "sae_topk", "recipe": "dictlab"})
             records = [Record("warm+sae_topk", {"mcc_ood": 0.5 + 0.001 * n}, float(n)) for n in (0, 1, 10, 100)]
             records += [Record("cold+sae_topk", {"mcc_ood": 0.4 + 0.001 * n}, float(n)) for n in (1, 10, 100)]
             records += [Record("to_tolerance+sae_topk", {"iters_saved_ood": 30.0 + seed, "iters_cold_ood": 90.0}),
@@ -89,7 +89,7 @@ def fill_store(path: Path) -> Path:
 EXPECTED_FIGURES = {
     "sweep": ("mcc_id", "mcc_ood", "acc_ood", "auc_ood"),
     "frozen": ("mcc_ood", "dict_mean_cosine"),
-    "dynamics": ("mean_cosine", "mse"),
+    "dynamics": ("mean_cosine", "mse_loss"),
     "warmstart": ("mcc_ood", "iters_saved_ood"),
 }
 

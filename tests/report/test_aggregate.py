@@ -63,7 +63,7 @@ def test_sweep_axis_drops_columns_determined_by_x_and_facets_independent_ones():
 
 
 def test_labels_split_into_arm_and_subject():
-    rows = [{"label": "fista+sae_topk", "params.sae": "sae_topk"}, {"label": "warm_dl+sae_relu"}]
+    rows = [{"label": "fista+sae_topk", "params.method": "sae_topk"}, {"label": "warm_dl+sae_relu"}]
     subjects = subjects_of(rows)
     assert subjects == ["sae_topk", "sae_relu"]
     assert split_label("fista+sae_topk", subjects) == ("fista", "sae_topk")

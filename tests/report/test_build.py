@@ -79,8 +79,10 @@ def test_sweep_tables_hold_mean_and_std_over_seeds(page: Path):
             assert cell == _mean_std([sweep_value(row[0], p, s) for s in SEEDS])
     summary = tables["sweep-method-summary"]
     column = summary[0].index("MCC (ID)")
+    header = summary[0]
+    assert header[:3] == ["num_latents", "input_dim", "num_ood"]  # the canonical data: derived sizes explicit
     for row in summary[1:]:
-        p, label = int(row[0]), row[1]
+        p, label = int(row[header.index("num_latents")]), row[header.index("label")]
         assert row[summary[0].index("seeds")] == "3"
         assert row[column] == _mean_std([sweep_value(label, p, s) + 0.05 for s in SEEDS])
 

@@ -65,7 +65,7 @@ def _frozen_rows() -> list[dict]:
     for p in (20, 40):
         for sae, shift in (("sae_topk", 0.0), ("sae_relu", 0.1)):
             for seed in (0, 1, 2):
-                base = {"seed": seed, "step": None, "data.num_latents": p, "params.sae": sae}
+                base = {"seed": seed, "step": None, "data.num_latents": p, "params.method": sae}
                 rows += [{**base, "label": sae, "mcc_ood": 0.3 + shift + 0.01 * seed},
                          {**base, "label": f"fista+{sae}", "mcc_ood": 0.4 + shift},
                          {**base, "label": "fista_oracle", "mcc_ood": 0.9 + 0.02 * seed}]
@@ -99,7 +99,7 @@ def test_bar_figure_without_subjects_has_one_bar_per_label():
 def _warmstart_rows() -> list[dict]:
     rows = []
     for seed in (0, 1):
-        base = {"seed": seed, "data.num_latents": 20, "params.sae": "sae_topk"}
+        base = {"seed": seed, "data.num_latents": 20, "params.method": "sae_topk"}
         rows += [{**base, "label": "warm+sae_topk", "step": float(n), "mcc_ood": 0.5 + 0.01 * n} for n in (0, 1, 10, 100)]
         rows += [{**base, "label": "cold+sae_topk", "step": float(n), "mcc_ood": 0.4 + 0.001 * n} for n in (1, 10, 100)]
         rows += [{**base, "label": "fista_oracle", "step": 100.0, "mcc_ood": 0.97},

@@ -7,9 +7,10 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from dictlab.data import CompositionalDataset, make_compositional
+from dictlab.data import GroundTruthDataset, make_compositional
 from dictlab.experiments import fit_method
-from dictlab.experiments.tasks import RunSpec, TaskContext
+from dictlab.experiments.runs import RunSpec
+from dictlab.experiments.tasks import TaskContext
 from dictlab.models import DictionaryModel
 
 TINY = {"num_latents": 30, "k": 3, "n_samples": 600}
@@ -26,17 +27,17 @@ def one_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def data() -> CompositionalDataset:
+def data() -> GroundTruthDataset:
     return make_compositional(**TINY, seed=0)
 
 
 @pytest.fixture(scope="session")
-def data64() -> CompositionalDataset:
+def data64() -> GroundTruthDataset:
     return make_compositional(**TINY, seed=1, dtype=torch.float64)
 
 
 @pytest.fixture(scope="session")
-def sae(data: CompositionalDataset) -> DictionaryModel:
+def sae(data: GroundTruthDataset) -> DictionaryModel:
     return fit_method("sae_topk", data, seed=0, overrides=SAE_OVERRIDES)
 
 

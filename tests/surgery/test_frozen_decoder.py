@@ -21,8 +21,8 @@ ARMS = ["sae_topk", "fista+sae_topk", "renormed+sae_topk", "oracle_norms+sae_top
 
 
 def test_task_records_every_arm_with_scores_and_diagnostics(data):
-    run = spec("surgery.frozen_decoder", sae="sae_topk", overrides=SAE_OVERRIDES)
-    records = TASKS["surgery.frozen_decoder"](data, run, context())
+    run = spec("surgery.frozen_decoder", method="sae_topk", overrides=SAE_OVERRIDES)
+    records = TASKS["surgery.frozen_decoder"].run(data, run, context())
     assert [r.label for r in records] == ARMS
     assert all(r.step is None for r in records)
     for r in records:
@@ -39,7 +39,7 @@ def test_decoder_equal_to_the_truth_gives_the_oracle(data64):
     truth = data64.dictionary
     # a model whose decoder IS the truth, with a deliberately poor encoder of its own (3 FISTA steps)
     model = SparseCodingModel(truth, FistaSolver(lam=0.1, max_iter=3))
-    params = FrozenDecoderParams(sae="sae_topk")
+    params = FrozenDecoderParams(method="sae_topk")
     arms = {v.label: v for v in frozen_decoder_variants(data64, model, params)}
     oracle = arms["fista_oracle"].codes
     for label in ("fista+sae_topk", "renormed+sae_topk", "oracle_norms+sae_topk"):
@@ -95,10 +95,7 @@ def test_frozen_fista_subtracts_the_offset(data64):
 
     b = torch.linspace(-1.0, 2.0, data64.input_dim, dtype=torch.float64)
     shifted = replace(
-        data64,
-        train=Split(data64.train.y + b, data64.train.codes, data64.train.labels),
-        val=Split(data64.val.y + b, data64.val.codes, data64.val.labels),
-        ood=Split(data64.ood.y + b, data64.ood.codes, data64.ood.labels),
+        data64, splits={name: Split(part.y + b, part.codes, part.labels) for name, part in data64.splits.items()}
     )
     model = SparseCodingModel(data64.dictionary, offset=b)
     shifted_arms = {v.label: v for v in frozen_decoder_variants(shifted, model, FrozenDecoderParams())}
@@ -113,6 +110,6 @@ def test_float32_data_on_a_fitted_sae(data, sae):
     from dictlab.surgery import lasso_objective
 
     frozen = arms["refined+sae_topk"].model
-    before = lasso_objective(frozen, data.val.y, arms["sae_topk"].codes["id"], 0.1).mean()
-    after = lasso_objective(frozen, data.val.y, arms["refined+sae_topk"].codes["id"], 0.1).mean()
+    before = lasso_objective(frozen, data["id"].y, arms["sae_topk"].codes["id"], 0.1).mean()
+    after = lasso_objective(frozen, data["id"].y, arms["refined+sae_topk"].codes["id"], 0.1).mean()
     assert after < before

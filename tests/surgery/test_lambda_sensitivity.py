@@ -14,8 +14,8 @@ from .conftest import SAE_OVERRIDES, context, spec
 
 
 def test_task_records_one_arm_per_lambda(data):
-    params = {"sae": "sae_topk", "overrides": SAE_OVERRIDES, "lams": [0.1, 0.01], "max_iter": 30}
-    records = TASKS["surgery.lambda_sensitivity"](data, spec("surgery.lambda_sensitivity", **params), context())
+    params = {"method": "sae_topk", "overrides": SAE_OVERRIDES, "lams": [0.1, 0.01], "max_iter": 30}
+    records = TASKS["surgery.lambda_sensitivity"].run(data, spec("surgery.lambda_sensitivity", **params), context())
     assert [(r.label, r.step) for r in records] == [
         ("sae_topk", None),
         ("fista+sae_topk", 0.01), ("fista_oracle", 0.01),
@@ -27,7 +27,7 @@ def test_task_records_one_arm_per_lambda(data):
 
 
 def test_truth_as_decoder_equals_the_oracle_at_every_lambda_and_large_lambda_zeroes_codes(data64):
-    lam_max = float((data64.val.y @ data64.dictionary.T).max().clamp_min((data64.ood.y @ data64.dictionary.T).max()))
+    lam_max = float((data64["id"].y @ data64.dictionary.T).max().clamp_min((data64["ood"].y @ data64.dictionary.T).max()))
     lam_max = max(lam_max, float((data64.train.y @ data64.dictionary.T).max()))
     model = SparseCodingModel(data64.dictionary, FistaSolver(max_iter=2))
     params = LambdaSensitivityParams(lams=[0.05, 0.5, lam_max * 1.01], max_iter=40)

@@ -16,11 +16,11 @@ from .conftest import context, spec
 
 def test_task_records_every_logged_step(data):
     params = {"method": "sae_relu", "overrides": {"n_steps": 100, "log_every": 25}}
-    records = TASKS["surgery.learning_dynamics"](data, spec("surgery.learning_dynamics", **params), context())
+    records = TASKS["surgery.learning_dynamics"].run(data, spec("surgery.learning_dynamics", **params), context())
     assert [r.step for r in records] == [25.0, 50.0, 75.0, 100.0]
     assert {r.label for r in records} == {"sae_relu"}
     for r in records:
-        assert {"mean_cosine", "frac_close", "mse", "l0"} <= set(r.metrics)
+        assert {"mean_cosine", "frac_close", "mse_loss", "l1_loss", "l0"} <= set(r.metrics)
         assert 0.0 < r.metrics["mean_cosine"] <= 1.0
 
 
@@ -38,7 +38,7 @@ def test_dl_fista_rounds_and_final_dictionary(data):
     records = dynamics_records(learner, "dl_fista")
     assert learner.rounds_run == 6  # min_rounds = 10: no early stop before
     assert [r.step for r in records] == [2.0, 4.0, 6.0]
-    assert {"mean_cosine", "frac_close", "mse", "l0", "lam"} <= set(records[0].metrics)
+    assert {"mean_cosine", "frac_close", "mse_loss", "l0", "lam"} <= set(records[0].metrics)
     final = match_dictionaries(learner.dictionary, data.dictionary)
     assert records[-1].metrics["mean_cosine"] == pytest.approx(final.mean_cosine, abs=1e-12)
 
@@ -57,6 +57,6 @@ def test_dl_fista_task_when_registered_as_a_method(data):
     if "dl_fista" not in METHODS:
         pytest.skip("dl_fista is not registered in dictlab.methods yet")
     params = {"method": "dl_fista", "overrides": {"max_rounds": 4, "log_every": 2}}
-    records = TASKS["surgery.learning_dynamics"](data, spec("surgery.learning_dynamics", **params), context())
+    records = TASKS["surgery.learning_dynamics"].run(data, spec("surgery.learning_dynamics", **params), context())
     assert [r.step for r in records] == [2.0, 4.0]
     assert all(0.0 < r.metrics["mean_cosine"] <= 1.0 for r in records)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from dictlab.data import CompositionalDataset
+from dictlab.data import GroundTruthDataset
 from dictlab.experiments.tasks import TASKS
 from dictlab.models import SparseCodingModel
 from dictlab.surgery import SupportRecoveryParams, support_lstsq_codes, support_recovery_records
@@ -17,17 +17,17 @@ from .conftest import SAE_OVERRIDES, context, spec
 class HalvedTrueCodes(SparseCodingModel):
     """Test double: an encoder with the true support and half the true magnitudes (looked up per split)."""
 
-    def __init__(self, data: CompositionalDataset) -> None:
+    def __init__(self, data: GroundTruthDataset) -> None:
         super().__init__(data.dictionary)
-        self._codes = {s.y.data_ptr(): s.codes.to_dense() for s in (data.train, data.val, data.ood)}
+        self._codes = {s.y.data_ptr(): s.codes.to_dense() for s in (data.train, data["id"], data["ood"])}
 
     def encode(self, y: torch.Tensor, z0: torch.Tensor | None = None) -> torch.Tensor:
         return 0.5 * self._codes[y.data_ptr()]
 
 
 def test_task_records_every_arm(data):
-    run = spec("surgery.support_recovery", sae="sae_topk", overrides=SAE_OVERRIDES)
-    records = TASKS["surgery.support_recovery"](data, run, context())
+    run = spec("surgery.support_recovery", method="sae_topk", overrides=SAE_OVERRIDES)
+    records = TASKS["surgery.support_recovery"].run(data, run, context())
     assert [r.label for r in records] == ["sae_topk", "support_lstsq+sae_topk", "fista+sae_topk", "fista_oracle"]
     for r in records:
         for split in ("id", "ood"):
@@ -40,7 +40,7 @@ def test_task_records_every_arm(data):
 
 def test_least_squares_on_the_true_support_recovers_the_true_codes(data64):
     model = SparseCodingModel(data64.dictionary)
-    true = {"train": data64.train, "id": data64.val, "ood": data64.ood}
+    true = {"train": data64.train, "id": data64["id"], "ood": data64["ood"]}
     support_of = {name: 0.5 * s.codes.to_dense() for name, s in true.items()}
     exact = support_lstsq_codes(model, data64, support_of, ridge=0.0)
     study = support_lstsq_codes(model, data64, support_of)  # ρ = 1e-8 biases by O(ρ / σ_min²)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from dictlab.experiments.tasks import TASKS, check_spec, execute_run, load_task_modules
+from dictlab.experiments.tasks import TASKS, check_spec, execute_run
 
 from .conftest import spec
 
@@ -15,7 +15,6 @@ NAMES = [
 
 
 def test_every_surgery_is_registered_with_a_check():
-    load_task_modules()
     for name in NAMES:
         assert f"surgery.{name}" in TASKS
         check_spec(spec(f"surgery.{name}"))  # the defaults are valid
@@ -24,14 +23,15 @@ def test_every_surgery_is_registered_with_a_check():
 @pytest.mark.parametrize(
     ("task", "params", "expected"),
     [
-        ("surgery.frozen_decoder", {"sae": "sae_topq"}, r"unknown method 'sae_topq'; allowed: .*sae_topk"),
+        ("surgery.frozen_decoder", {"method": "sae_topq"}, r"unknown method 'sae_topq'; allowed: .*sae_topk"),
         ("surgery.frozen_decoder", {"lam": -0.1}, r"params.lam=-0.1: .*greater than or equal to 0"),
         ("surgery.frozen_decoder", {"max_iters": 5}, r"unknown parameter 'max_iters'; allowed: .*max_iter"),
         ("surgery.frozen_decoder", {"overrides": {"n_stepz": 5}}, r"unknown parameter\(s\) n_stepz; allowed: .*n_steps"),
         ("surgery.frozen_decoder", {"recipe": "paper"}, r"params.recipe='paper'"),
         ("surgery.warmstart_encoder", {"budgets": [10, -1]}, r"budgets must be >= 0"),
         ("surgery.lambda_sensitivity", {"lams": [0.1, -2]}, r"every λ must be >= 0"),
-        ("surgery.learning_dynamics", {"sae": "sae_topk"}, r"unknown parameter 'sae'; allowed: method"),
+        ("surgery.learning_dynamics", {"sae": "sae_topk"}, r"unknown parameter 'sae'; allowed: .*method"),
+        ("surgery.frozen_decoder", {"sae": "sae_topk"}, r"unknown parameter 'sae'; allowed: .*method"),
         ("surgery.warmstart_decoder", {"dl_overrides": {"max_round": 5}}, r"dl_overrides.*max_round"),
         ("surgery.warmstart_decoder", {"dl_recipe": "fast"}, r"params.dl_recipe='fast'"),
     ],
@@ -42,7 +42,7 @@ def test_bad_params_fail_in_the_check_naming_the_field(task, params, expected):
 
 
 def test_execute_run_returns_records_timings_and_the_fitted_model():
-    run = spec("surgery.support_recovery", sae="sae_relu", overrides={"n_steps": 50})
+    run = spec("surgery.support_recovery", method="sae_relu", overrides={"n_steps": 50})
     outcome = execute_run(run, artifacts=True)
     assert outcome.ok, outcome.error
     assert [r.label for r in outcome.records] == ["sae_relu", "support_lstsq+sae_relu", "fista+sae_relu", "fista_oracle"]

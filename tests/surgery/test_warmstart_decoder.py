@@ -15,8 +15,8 @@ from .conftest import SAE_OVERRIDES, context, spec
 
 
 def test_task_records_budgets_traces_and_oracle(data):
-    params = {"sae": "sae_topk", "overrides": SAE_OVERRIDES, "budgets": [0, 2, 4]}
-    records = TASKS["surgery.warmstart_decoder"](data, spec("surgery.warmstart_decoder", **params), context())
+    params = {"method": "sae_topk", "overrides": SAE_OVERRIDES, "budgets": [0, 2, 4]}
+    records = TASKS["surgery.warmstart_decoder"].run(data, spec("surgery.warmstart_decoder", **params), context())
     keys = [(r.label, r.step) for r in records]
     assert keys == [
         ("warm_dl+sae_topk", 0.0), ("warm_dl+sae_topk", 2.0), ("warm_dl+sae_topk", 4.0),

@@ -16,8 +16,8 @@ from .conftest import SAE_OVERRIDES, context, spec
 
 
 def test_task_records_budgets_tolerance_and_oracle(data):
-    params = {"sae": "sae_topk", "overrides": SAE_OVERRIDES, "budgets": [5, 0, 1], "tol": 1e-4}
-    records = TASKS["surgery.warmstart_encoder"](data, spec("surgery.warmstart_encoder", **params), context())
+    params = {"method": "sae_topk", "overrides": SAE_OVERRIDES, "budgets": [5, 0, 1], "tol": 1e-4}
+    records = TASKS["surgery.warmstart_encoder"].run(data, spec("surgery.warmstart_encoder", **params), context())
     steps = [(r.label, r.step) for r in records]
     assert steps == [
         ("warm+sae_topk", 0.0),
@@ -39,7 +39,7 @@ def test_budget_codes_are_fistas_nth_iterate_and_warm_zero_is_the_encoder(data64
     model = SparseCodingModel(truth, FistaSolver(lam=0.1, max_iter=4))  # an imperfect "encoder"
     params = WarmstartEncoderParams(budgets=[0, 3, 7], lam=0.1)
     variants = {(v.label, v.step): v for v in budget_variants(data64, model, params)}
-    y = data64.ood.y
+    y = data64["ood"].y
     own = model.encode(y)
     torch.testing.assert_close(variants[("warm+sae_topk", 0)].codes["ood"], own, rtol=0, atol=0)
     for n in (3, 7):

@@ -18,41 +18,48 @@ data; the OOD split presents it in exactly those unseen combinations.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from pydantic import Field, model_validator
 
-from dictlab.config import Config
+from dictlab.config import parse_config
+from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthDataset, Split
+from dictlab.data.generators import check_seed, register_generator
+from dictlab.data.dictionaries import random_unit_dictionary
 from dictlab.data.sampling import sample_distinct
 from dictlab.data.sparse_codes import SparseCodes
+from dictlab.validation import check_positive
+
+DEFAULT_CS_CONSTANT = 2.0
 
 
-def input_dim_from_cs_bound(num_latents: int, k: int, c: float = 2.0) -> int:
-    """Observation dimension ``m = max(k + 1, ceil(c · k · ln(p / k)))`` (compressed-sensing bound).
+def input_dim_from_cs_bound(num_latents: int, k: int, c: float = DEFAULT_CS_CONSTANT) -> int:
+    """Observation dimension ``m = min(p, max(k + 1, ceil(c · k · ln(p / k))))`` (compressed-sensing bound).
 
-    Raises ValueError where the bound cannot hold: ``k >= p`` or ``m > p``.
+    The study's rule (STUDY-SPEC §1.4), capped at p as in its phase-transition grid: with c ≤ e the bound
+    never exceeds p; larger c (the Donoho–Tanner grid) reaches δ = m/p = 1. Raises ValueError unless
+    1 ≤ k < p and c > 0.
     """
-    if k < 1 or num_latents < 1:
-        raise ValueError(f"k and num_latents must be >= 1, got k={k}, num_latents={num_latents}")
+    if isinstance(k, bool) or isinstance(num_latents, bool) or k < 1 or num_latents < 1:
+        raise ValueError(f"k and num_latents must be integers >= 1, got k={k!r}, num_latents={num_latents!r}")
     if k >= num_latents:
         raise ValueError(f"k={k} must be smaller than num_latents={num_latents} for a compressed-sensing bound")
-    m = max(k + 1, math.ceil(c * k * math.log(num_latents / k)))
-    if m > num_latents:
-        raise ValueError(
-            f"the compressed-sensing bound gives input_dim={m} > num_latents={num_latents} "
-            f"(k={k}, c={c}); there is no superposition to study — lower k or raise num_latents"
-        )
-    return m
+    check_positive("cs_constant", c)
+    return min(num_latents, max(k + 1, math.ceil(c * k * math.log(num_latents / k))))
 
 
-class CompositionalConfig(Config):
+class CompositionalConfig(GeneratorConfig):
     """Parameters of the compositional generator. Defaults are the study's (n=100, k=10, N=5000)."""
 
     num_latents: int = Field(100, ge=2, description="p: number of ground-truth latents (dictionary atoms).")
     k: int = Field(10, ge=1, description="Active latents per sample (exactly k).")
     n_samples: int = Field(5000, ge=4, description="ID samples, split into train and validation halves.")
-    input_dim: int | None = Field(None, ge=1, description="m; None: the compressed-sensing bound ceil(2k ln(p/k)).")
+    input_dim: int | None = Field(
+        None, ge=1, description="m; None: the compressed-sensing bound min(p, max(k+1, ceil(c k ln(p/k))))."
+    )
+    cs_constant: float = Field(
+        DEFAULT_CS_CONSTANT, gt=0, description="c of the compressed-sensing bound (used when input_dim is None)."
+    )
     num_ood: int | None = Field(None, ge=1, description="Size of the OOD pool (the last latents); None: p // 2.")
     magnitude_power: float = Field(1.0, gt=0, description="Active magnitudes are U(0,1) ** power.")
     label_threshold: float = Field(0.5, description="label = z0 > threshold.")
@@ -80,63 +87,27 @@ class CompositionalConfig(Config):
 
     @property
     def resolved_input_dim(self) -> int:
-        return self.input_dim if self.input_dim is not None else input_dim_from_cs_bound(self.num_latents, self.k)
+        if self.input_dim is not None:
+            return self.input_dim
+        return input_dim_from_cs_bound(self.num_latents, self.k, self.cs_constant)
 
     @property
     def resolved_num_ood(self) -> int:
         return self.num_ood if self.num_ood is not None else self.num_latents // 2
 
-
-@dataclass(frozen=True)
-class Split:
-    """One split of a dataset: observations (N, m), ground-truth codes (N, k sparse), labels (N,) bool."""
-
-    y: torch.Tensor
-    codes: SparseCodes
-    labels: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.y.shape[0]
-
-    def to(self, device: torch.device | str) -> Split:
-        return Split(self.y.to(device), self.codes.to(device), self.labels.to(device))
-
-
-@dataclass(frozen=True)
-class CompositionalDataset:
-    """Ground-truth dictionary (p, m), atoms as rows (``A = dictionary.T``), and the three splits."""
-
-    config: CompositionalConfig
-    seed: int
-    dictionary: torch.Tensor
-    train: Split
-    val: Split
-    ood: Split
-
-    @property
-    def num_latents(self) -> int:
-        return self.dictionary.shape[0]
-
-    @property
-    def input_dim(self) -> int:
-        return self.dictionary.shape[1]
-
-    @property
-    def k(self) -> int:
-        return self.config.k
-
-    def to(self, device: torch.device | str) -> CompositionalDataset:
-        return CompositionalDataset(
-            self.config, self.seed, self.dictionary.to(device), self.train.to(device), self.val.to(device), self.ood.to(device)
+    def canonical(self) -> CompositionalConfig:
+        """input_dim and num_ood explicit (cs_constant then has no effect and takes its default): configs that
+        generate the same data are equal."""
+        return self.model_copy(
+            update={
+                "input_dim": self.resolved_input_dim,
+                "num_ood": self.resolved_num_ood,
+                "cs_constant": DEFAULT_CS_CONSTANT,
+            }
         )
 
-
-def random_unit_dictionary(
-    num_atoms: int, dim: int, generator: torch.Generator, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """A (num_atoms, dim) dictionary with i.i.d. N(0,1) entries and unit-norm rows (atoms)."""
-    atoms = torch.randn(num_atoms, dim, generator=generator, dtype=torch.float64)
-    return (atoms / atoms.norm(dim=1, keepdim=True).clamp_min(1e-12)).to(dtype)
+    def sizes(self) -> DataSizes:
+        return DataSizes(self.num_latents, self.k, self.resolved_input_dim, self.n_samples // 2)
 
 
 def _sample_codes(
@@ -165,25 +136,15 @@ def _observe(codes: SparseCodes, dictionary: torch.Tensor, noise_std: float, gen
     return y
 
 
-def make_compositional(
-    config: CompositionalConfig | None = None,
-    *,
-    seed: int = 0,
-    dtype: torch.dtype = torch.float32,
-    device: torch.device | str = "cpu",
-    **overrides: object,
-) -> CompositionalDataset:
-    """Generate the study's data: ``n_samples`` ID samples (train / val halves) and ``n_samples // 2`` OOD.
-
-    ``make_compositional(num_latents=1000, k=10, seed=0)`` is shorthand for passing a config. All draws
-    come from one ``torch.Generator`` seeded with ``seed`` (CPU, so the data do not depend on ``device``).
-    Cost: O(N·k·m) time and O(N·(k + m)) memory.
-    """
-    if config is None:
-        config = CompositionalConfig(**overrides)
-    elif overrides:
-        config = config.model_copy(update=overrides)
-        config = CompositionalConfig(**config.model_dump())
+@register_generator(
+    "compositional",
+    CompositionalConfig,
+    "y = A z with exactly-k-sparse z; ID train/id splits and an OOD split of latent combinations never seen together",
+)
+def generate_compositional(config: CompositionalConfig, seed: int, dtype: torch.dtype) -> GroundTruthDataset:
+    """The registered generator: ``n_samples`` ID samples (``train`` / ``id`` halves) and ``n_samples // 2``
+    OOD samples, every draw from one CPU ``torch.Generator`` seeded with ``seed``.
+    Cost: O(N·k·m) time and O(N·(k + m)) memory."""
     generator = torch.Generator().manual_seed(seed)
     dictionary = random_unit_dictionary(config.num_latents, config.resolved_input_dim, generator, dtype)
 
@@ -192,9 +153,27 @@ def make_compositional(
         y = _observe(codes, dictionary, config.noise_std, generator)
         return Split(y, codes, codes.latent(0) > config.label_threshold)
 
-    id_split = split(config.n_samples, ood=False)
+    id_samples = split(config.n_samples, ood=False)
     n_train = config.n_samples // 2
-    train = Split(id_split.y[:n_train], id_split.codes[:n_train], id_split.labels[:n_train])
-    val = Split(id_split.y[n_train:], id_split.codes[n_train:], id_split.labels[n_train:])
-    ood_split = split(config.n_samples // 2, ood=True)
-    return CompositionalDataset(config, seed, dictionary, train, val, ood_split).to(device)
+    splits = {
+        TRAIN: id_samples.rows(slice(0, n_train)),
+        "id": id_samples.rows(slice(n_train, None)),
+        "ood": split(config.n_samples // 2, ood=True),
+    }
+    return GroundTruthDataset(config, seed, dictionary, splits, k=config.k)
+
+
+def make_compositional(
+    config: CompositionalConfig | None = None,
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    **fields: object,
+) -> GroundTruthDataset:
+    """The study's data; ``make_compositional(num_latents=1000, k=10, seed=0)`` is shorthand for a config
+    (``fields`` update ``config`` when both are given). Splits ``train``, ``id`` and ``ood``."""
+    check_seed(seed)
+    base = config.model_dump() if config is not None else {}
+    settings = parse_config(CompositionalConfig, {**base, **fields}, where="make_compositional") if fields or config is None else config
+    return generate_compositional(settings, seed, dtype).to(device)

@@ -1,7 +1,34 @@
-"""Running methods on data: the evaluation protocol, single runs and one study point over seeds."""
+"""Running methods on data: the evaluation protocol, runs and tasks, specs, the one runner and the store.
 
-from dictlab.experiments.evaluate import encode_splits, score_codes
-from dictlab.experiments.single_run import RunResult, fit_method, problem_of, run_method, run_point
-from dictlab.experiments.summary import summarise
+The names below load on first use, so that ``import dictlab.experiments.store`` (what ``dictlab runs`` and the
+report need) does not import torch and every model.
+"""
 
-__all__ = ["RunResult", "encode_splits", "fit_method", "problem_of", "run_method", "run_point", "score_codes", "summarise"]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "RunResult": "dictlab.experiments.method_task",
+    "fit_method": "dictlab.experiments.method_task",
+    "run_method": "dictlab.experiments.method_task",
+    "encode_splits": "dictlab.experiments.evaluate",
+    "score_codes": "dictlab.experiments.evaluate",
+    "SCORES": "dictlab.experiments.evaluate",
+    "register_score": "dictlab.experiments.evaluate",
+    "Record": "dictlab.experiments.runs",
+    "RunSpec": "dictlab.experiments.runs",
+    "ResultStore": "dictlab.experiments.store",
+    "ExperimentSpec": "dictlab.experiments.spec",
+    "run_sweep": "dictlab.experiments.sweep",
+    "summarise": "dictlab.experiments.summary",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'dictlab.experiments' has no attribute {name!r}")
+    return getattr(importlib.import_module(_EXPORTS[name]), name)

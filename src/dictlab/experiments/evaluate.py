@@ -1,66 +1,213 @@
-"""The evaluation protocol: every method's codes on the ID (validation) and OOD splits, scored against
-ground truth with the same metrics.
+"""The evaluation protocol: a fitted model's codes on every split, scored against ground truth.
 
 Protocol (dictlab's default; where the study differs it is noted):
 
-* every method is fitted on the **train** split (the study fitted its sparse-coding methods on the
-  validation split itself, transductively);
+* every method is fitted on the ``train`` split (the study fitted its sparse-coding methods on the
+  validation split itself, transductively) and scored on every other split — ``id`` (held-out ID samples)
+  and ``ood`` for the compositional generator; each metric is named ``<metric>_<split>``;
 * the label probe (logistic regression) and the best single feature are chosen on the train-split codes
-  and scored on validation ("id") and OOD codes (the study scored its ID accuracy in-sample);
+  and scored on the evaluation splits (the study scored its ID accuracy in-sample);
 * MCC is over the latents active in each split, with a chance floor (the same codes, rows permuted);
-  ``study_metrics=True`` adds the study's own MCC definitions (``mcc_study_id`` / ``mcc_study_ood``).
+  ``study_metrics`` adds the study's own MCC definitions (``mcc_study_id`` / ``mcc_study_ood``).
+
+Scores are registered in ``SCORES`` (a new metric is a pure function in ``dictlab.metrics`` plus one
+``@register_score`` here, or in any module of the user's); a score that needs true codes or labels is skipped
+on data without them, and one that belongs to an option (``details``, ``study_metrics``) runs only with it.
+The learned dictionary is matched to the truth once per model and shared by every score that needs it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Literal
+
 import torch
 
 from dictlab import metrics
-from dictlab.data import CompositionalDataset, Split
+from dictlab.data import TRAIN, GroundTruthDataset, Split
 from dictlab.models import DictionaryModel
+from dictlab.registry import Registry
 
-SPLITS = ("id", "ood")
+Option = Literal["details", "study_metrics"]
 
 
-def encode_splits(model: DictionaryModel, data: CompositionalDataset) -> dict[str, torch.Tensor]:
-    """Codes of the train, validation (``id``) and OOD splits: (N_split, q) each."""
+def encode_splits(model: DictionaryModel, data: GroundTruthDataset) -> dict[str, torch.Tensor]:
+    """Codes (N_split, q) of every split of ``data`` (``train`` and the evaluation splits)."""
     with torch.no_grad():
-        return {"train": model.encode(data.train.y), "id": model.encode(data.val.y), "ood": model.encode(data.ood.y)}
+        return {name: model.encode(split.y) for name, split in data.splits.items()}
+
+
+@dataclass
+class Scoring:
+    """One model's codes on one dataset, with what several scores share computed once.
+
+    codes : (N_split, q) per split name (``train`` included); seed : seed of the chance floors' permutations.
+    """
+
+    model: DictionaryModel
+    data: GroundTruthDataset
+    codes: dict[str, torch.Tensor]
+    seed: int = 0
+    generator: torch.Generator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    @cached_property
+    def match(self) -> metrics.DictionaryMatch:
+        """The learned dictionary Hungarian-matched to the truth by |cosine| (computed once)."""
+        return metrics.match_dictionaries(self.model.dictionary.detach().cpu(), self.data.dictionary.cpu())
+
+    def evaluation(self) -> dict[str, tuple[Split, torch.Tensor]]:
+        """(split, its codes on the CPU) for every evaluation split."""
+        return {name: (split, self.codes[name].detach().cpu()) for name, split in self.data.evaluation_splits().items()}
+
+
+ScoreFn = Callable[[Scoring], dict[str, float]]
+
+
+@dataclass(frozen=True)
+class Score:
+    """A registered score: ``fn(scoring) -> {metric: value}``; ``needs`` what the data must have (true codes,
+    labels), ``option`` the scoring option it belongs to (None: always computed)."""
+
+    name: str
+    fn: ScoreFn
+    needs: tuple[Literal["codes", "labels"], ...] = ()
+    option: Option | None = None
+
+
+SCORES: Registry[Score] = Registry("score")
+_ORDER: list[str] = []  # registration order: the order metrics appear in a record
+
+
+def register_score(
+    name: str, *, needs: tuple[Literal["codes", "labels"], ...] = (), option: Option | None = None
+) -> Callable[[ScoreFn], ScoreFn]:
+    def decorator(fn: ScoreFn) -> ScoreFn:
+        SCORES.register(name)(Score(name, fn, needs, option))
+        _ORDER.append(name)
+        return fn
+
+    return decorator
+
+
+def _has(data: GroundTruthDataset, part: str) -> bool:
+    return all(getattr(split, part) is not None for split in data.splits.values())
 
 
 def score_codes(
     model: DictionaryModel,
-    data: CompositionalDataset,
+    data: GroundTruthDataset,
     codes: dict[str, torch.Tensor],
     *,
     seed: int = 0,
     study_metrics: bool = False,
+    details: bool = False,
 ) -> dict[str, float]:
-    """All metrics of one fitted model: MCC (+ chance), probe accuracy, best-feature AUC, dictionary
-    match, support recovery, reconstruction R², L0 — each for ``id`` and ``ood`` where it applies."""
-    splits: dict[str, Split] = {"id": data.val, "ood": data.ood}
-    generator = torch.Generator().manual_seed(seed)
-    out: dict[str, float] = {}
-    match = metrics.match_dictionaries(model.dictionary.detach().cpu(), data.dictionary.cpu())
-    out["dict_mean_cosine"] = match.mean_cosine
-    out["dict_frac_close"] = match.frac_close
-    for name, split in splits.items():
-        split_codes = codes[name].detach().cpu()
-        result, chance = metrics.split_mcc_with_chance(split.codes, split_codes, generator)
-        out[f"mcc_{name}"], out[f"mcc_chance_{name}"] = result.mcc, chance
-        support = metrics.support_metrics(split.codes, split_codes, match.assignment)
-        out[f"support_f1_{name}"] = support.f1
-        out[f"r2_{name}"] = metrics.r2(split.y, model.decode(codes[name]).detach())
-        out[f"l0_{name}"] = metrics.l0(split_codes)
-    if study_metrics:
-        out["mcc_study_id"] = metrics.mcc_study_id(data.val.codes, codes["id"].detach().cpu())
-        out["mcc_study_ood"] = metrics.mcc_study_ood(data.ood.codes, codes["ood"].detach().cpu())
+    """Every registered score of one fitted model whose needs the data meet: MCC (+ chance), probe accuracy,
+    best-feature AUC, dictionary match, support recovery, reconstruction R², L0 — per evaluation split.
 
-    fit_codes, fit_labels = codes["train"].detach().cpu(), data.train.labels.cpu()
-    eval_sets = {name: (codes[name].detach().cpu(), split.labels.cpu()) for name, split in splits.items()}
-    for name, accuracy in metrics.probe_accuracy(fit_codes, fit_labels, eval_sets).items():
-        out[f"acc_{name}"] = accuracy
-    best = metrics.best_feature_auc(fit_codes, fit_labels, eval_sets)
-    for name, auc in best.aucs.items():
-        out[f"auc_{name}"] = auc
+    codes : (N_split, q) for ``train`` and every evaluation split (``encode_splits``).
+    details : also the dictionary match's angle and norm ratio and support precision/recall (surgeries).
+    study_metrics : also the study's own MCC definitions.
+    """
+    options = {"details": details, "study_metrics": study_metrics}
+    scoring = Scoring(model, data, codes, seed)
+    out: dict[str, float] = {}
+    for name in _ORDER:
+        score = SCORES[name]
+        if score.option is not None and not options[score.option]:
+            continue
+        if all(_has(data, part) for part in score.needs):
+            out.update(score.fn(scoring))
     return out
+
+
+# --- the scores --------------------------------------------------------------------------------------------
+
+
+@register_score("dictionary")
+def _dictionary(s: Scoring) -> dict[str, float]:
+    return {"dict_mean_cosine": s.match.mean_cosine, "dict_frac_close": s.match.frac_close}
+
+
+@register_score("dictionary_details", option="details")
+def _dictionary_details(s: Scoring) -> dict[str, float]:
+    """STUDY-SPEC §3.4: mean angle (radians) and norm ratio of the matched atoms, besides cosine and frac_close."""
+    return {f"dict_{name}": value for name, value in s.match.as_dict().items()}
+
+
+@register_score("mcc", needs=("codes",))
+def _mcc(s: Scoring) -> dict[str, float]:
+    out = {}
+    for name, (split, codes) in s.evaluation().items():
+        result, chance = metrics.split_mcc_with_chance(split.codes, codes, s.generator)  # type: ignore[arg-type]
+        out[f"mcc_{name}"], out[f"mcc_chance_{name}"] = result.mcc, chance
+    return out
+
+
+@register_score("study_mcc", needs=("codes",), option="study_metrics")
+def _study_mcc(s: Scoring) -> dict[str, float]:
+    """The study's own definitions, which exist for its two splits only."""
+    definitions = {"id": metrics.mcc_study_id, "ood": metrics.mcc_study_ood}
+    return {
+        f"mcc_study_{name}": definitions[name](split.codes, codes)  # type: ignore[arg-type]
+        for name, (split, codes) in s.evaluation().items()
+        if name in definitions
+    }
+
+
+@register_score("support", needs=("codes",))
+def _support(s: Scoring) -> dict[str, float]:
+    return {
+        f"support_f1_{name}": metrics.support_metrics(split.codes, codes, s.match.assignment).f1  # type: ignore[arg-type]
+        for name, (split, codes) in s.evaluation().items()
+    }
+
+
+@register_score("support_details", needs=("codes",), option="details")
+def _support_details(s: Scoring) -> dict[str, float]:
+    """STUDY-SPEC §3.5: support precision and recall under the decoder-to-truth matching."""
+    out = {}
+    for name, (split, codes) in s.evaluation().items():
+        support = metrics.support_metrics(split.codes, codes, s.match.assignment)  # type: ignore[arg-type]
+        out[f"support_precision_{name}"], out[f"support_recall_{name}"] = support.precision, support.recall
+    return out
+
+
+@register_score("reconstruction")
+def _reconstruction(s: Scoring) -> dict[str, float]:
+    out = {}
+    for name, split in s.data.evaluation_splits().items():
+        out[f"r2_{name}"] = metrics.r2(split.y, s.model.decode(s.codes[name]).detach())
+        out[f"l0_{name}"] = metrics.l0(s.codes[name].detach().cpu())
+    return out
+
+
+def _probe_sets(s: Scoring) -> tuple[torch.Tensor, torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]] | None:
+    """Train codes and labels and the evaluation sets; None when the train labels hold a single class (the
+    probe and the best feature are then undefined and left out)."""
+    labels = s.data.train.labels.cpu()  # type: ignore[union-attr]
+    if bool(labels.all()) or not bool(labels.any()):
+        return None
+    sets = {name: (codes, split.labels.cpu()) for name, (split, codes) in s.evaluation().items()}  # type: ignore[union-attr]
+    return s.codes[TRAIN].detach().cpu(), labels, sets
+
+
+@register_score("probe", needs=("labels",))
+def _probe(s: Scoring) -> dict[str, float]:
+    sets = _probe_sets(s)
+    if sets is None:
+        return {}
+    return {f"acc_{name}": value for name, value in metrics.probe_accuracy(*sets).items()}
+
+
+@register_score("best_feature", needs=("labels",))
+def _best_feature(s: Scoring) -> dict[str, float]:
+    sets = _probe_sets(s)
+    if sets is None:
+        return {}
+    return {f"auc_{name}": value for name, value in metrics.best_feature_auc(*sets).aucs.items()}

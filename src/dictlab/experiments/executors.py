@@ -1,10 +1,11 @@
 """Where runs execute: in this process, in a pool of local processes, or on a Ray cluster.
 
-Every executor has one method, ``run(specs, on_start, artifacts)``: a generator that calls ``on_start(spec)``
-just before a run is handed to a worker and yields ``(spec, RunOutcome)`` as runs finish, in completion order.
-Only the spec goes out and only the outcome (records, timings, versions, artifact bytes) comes back; workers
-generate their data from the spec and never touch the store. Closing the generator (Ctrl-C, fail-fast) cancels
-the runs in flight, which the store still shows as ``running``.
+Every executor has one method, ``run(batches, on_start, *, artifacts, progress, device)``: a generator over
+batches of runs (runs of one batch share data and fits, so they run in one process, in order) that calls
+``on_start(spec)`` just before a run is handed to a worker and yields ``(spec, RunOutcome)`` as runs finish.
+Only specs go out and only outcomes (records, timings, versions, artifact bytes) come back; workers generate
+their data from the specs and never touch the store. Closing the generator (Ctrl-C, fail-fast) cancels the
+runs in flight, which the store still shows as ``running``.
 """
 
 from __future__ import annotations
@@ -19,18 +20,22 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
 
-from dictlab.experiments.tasks import RunOutcome, RunSpec, execute_run, package_versions
+from dictlab.experiments.runs import RunOutcome, RunSpec, package_versions
+from dictlab.experiments.tasks import execute_runs
 from dictlab.registry import Registry
 
 OnStart = Callable[[RunSpec], None]
+Batches = Sequence[Sequence[RunSpec]]
 
 
 class Executor(Protocol):
-    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]: ...
+    def run(
+        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
+    ) -> Iterator[tuple[RunSpec, RunOutcome]]: ...
 
 
 def _failure(spec: RunSpec, message: str) -> RunOutcome:
-    return RunOutcome(spec.config_hash(), None, {}, package_versions(), error=message)
+    return RunOutcome(spec.run_id, None, {}, package_versions(), error=message)
 
 
 _WORKER_DIED = (
@@ -61,9 +66,16 @@ def spawn_pool(jobs: int, threads: int) -> ProcessPoolExecutor:
     )
 
 
-def run_in_worker(spec_json: str, artifacts: bool) -> RunOutcome:
-    """Entry point in a worker process: the spec arrives as JSON, the outcome goes back."""
-    return execute_run(RunSpec.model_validate_json(spec_json), artifacts=artifacts)
+def run_in_worker(spec_jsons: list[str], artifacts: bool, device: str) -> list[RunOutcome]:
+    """Entry point in a worker process: a batch's specs arrive as JSON, their outcomes go back together."""
+    specs = [RunSpec.model_validate_json(text) for text in spec_jsons]
+    return list(execute_runs(specs, artifacts=artifacts, device=device))
+
+
+def _outcomes(batch: Sequence[RunSpec], outcomes: list[RunOutcome]) -> Iterator[tuple[RunSpec, RunOutcome]]:
+    by_id = {outcome.run_id: outcome for outcome in outcomes}
+    for spec in batch:
+        yield spec, by_id.get(spec.run_id) or _failure(spec, "the worker returned no outcome for this run\n")
 
 
 class LocalExecutor:
@@ -76,16 +88,18 @@ class LocalExecutor:
             raise ValueError("address is only for executor 'ray'")
         self.threads = _check_threads(threads)
 
-    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
+    def run(
+        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
+    ) -> Iterator[tuple[RunSpec, RunOutcome]]:
         import torch
 
         before = torch.get_num_threads()
         if self.threads is not None:
             torch.set_num_threads(self.threads)
         try:
-            for spec in specs:
-                on_start(spec)
-                yield spec, execute_run(spec, artifacts=artifacts)
+            for batch in batches:
+                runs = execute_runs(batch, artifacts=artifacts, progress=progress, device=device, on_start=on_start)
+                yield from zip(batch, runs, strict=True)
         finally:
             torch.set_num_threads(before)
 
@@ -97,7 +111,7 @@ class ProcessExecutor:
     def __init__(self, jobs: int | None = None, address: str | None = None, threads: int | None = None) -> None:
         if address is not None:
             raise ValueError("address is only for executor 'ray'")
-        self.jobs = jobs if jobs is not None else _usable_cores()
+        self.jobs = jobs if jobs is not None else usable_cores()
         if self.jobs < 1:
             raise ValueError(f"jobs must be >= 1, got {self.jobs}")
         self.threads = _check_threads(threads) or 1
@@ -105,31 +119,35 @@ class ProcessExecutor:
     def _pool(self) -> ProcessPoolExecutor:
         return spawn_pool(self.jobs, self.threads)
 
-    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
-        queue = list(reversed(specs))
-        in_flight: dict[Future[RunOutcome], RunSpec] = {}
+    def run(
+        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
+    ) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        queue = list(reversed(batches))
+        in_flight: dict[Future[list[RunOutcome]], Sequence[RunSpec]] = {}
         pool = self._pool()
         try:
             while queue or in_flight:
-                # Exactly `jobs` runs in flight: a queued run is not marked running before a worker takes it.
+                # Exactly `jobs` batches in flight: a queued run is not marked running before a worker takes it.
                 while queue and len(in_flight) < self.jobs:
-                    spec = queue.pop()
-                    on_start(spec)
-                    in_flight[pool.submit(run_in_worker, spec.model_dump_json(), artifacts)] = spec
+                    batch = queue.pop()
+                    for spec in batch:
+                        on_start(spec)
+                    texts = [spec.model_dump_json() for spec in batch]
+                    in_flight[pool.submit(run_in_worker, texts, artifacts, device)] = batch
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in finished:
-                    spec = in_flight.pop(future)
+                    batch = in_flight.pop(future)
                     try:
-                        outcome = future.result()
+                        outcomes = future.result()
                     except BrokenProcessPool:
                         broken = True
-                        outcome = _failure(spec, _WORKER_DIED + traceback.format_exc())
+                        outcomes = [_failure(spec, _WORKER_DIED + traceback.format_exc()) for spec in batch]
                     except Exception:  # noqa: BLE001 - e.g. an outcome that could not be sent back
-                        outcome = _failure(spec, traceback.format_exc())
-                    yield spec, outcome
+                        outcomes = [_failure(spec, traceback.format_exc()) for spec in batch]
+                    yield from _outcomes(batch, outcomes)
                 if broken:
-                    # A dead worker breaks the whole pool; runs not yet reported as broken go back to the queue.
+                    # A dead worker breaks the whole pool; batches not yet reported as broken go back to the queue.
                     queue.extend(reversed(list(in_flight.values())))
                     in_flight.clear()
                     terminate_pool(pool)
@@ -138,7 +156,7 @@ class ProcessExecutor:
             terminate_pool(pool, busy=bool(in_flight))
 
 
-def _usable_cores() -> int:
+def usable_cores() -> int:
     """Cores this process may run on (the affinity mask, which containers and taskset narrow), at least 1."""
     if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
@@ -159,11 +177,11 @@ def terminate_pool(pool: ProcessPoolExecutor, busy: bool = True) -> None:
         process.join(timeout=5)
 
 
-def _run_in_ray_worker(spec_json: str, artifacts: bool, threads: int) -> RunOutcome:
+def _run_in_ray_worker(spec_jsons: list[str], artifacts: bool, device: str, threads: int) -> list[RunOutcome]:
     import torch
 
     torch.set_num_threads(threads)
-    return run_in_worker(spec_json, artifacts)
+    return run_in_worker(spec_jsons, artifacts, device)
 
 
 class RayExecutor:
@@ -181,8 +199,10 @@ class RayExecutor:
         self.address = address
         self.threads = _check_threads(threads) or 1
 
-    def run(self, specs: Sequence[RunSpec], on_start: OnStart, artifacts: bool) -> Iterator[tuple[RunSpec, RunOutcome]]:
-        if not specs:
+    def run(
+        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
+    ) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        if not batches:
             return  # nothing to do: do not start or join a cluster
         import ray
 
@@ -191,22 +211,24 @@ class RayExecutor:
             ray.init(address=self.address, include_dashboard=False, log_to_driver=False)
         remote = ray.remote(num_cpus=self.threads, max_retries=0)(_run_in_ray_worker)
         limit = self.jobs or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        queue = list(reversed(specs))
-        in_flight: dict[object, RunSpec] = {}
+        queue = list(reversed(batches))
+        in_flight: dict[object, Sequence[RunSpec]] = {}
         try:
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
-                    spec = queue.pop()
-                    on_start(spec)
-                    in_flight[remote.remote(spec.model_dump_json(), artifacts, self.threads)] = spec
+                    batch = queue.pop()
+                    for spec in batch:
+                        on_start(spec)
+                    texts = [spec.model_dump_json() for spec in batch]
+                    in_flight[remote.remote(texts, artifacts, device, self.threads)] = batch
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
-                    spec = in_flight.pop(ref)
+                    batch = in_flight.pop(ref)
                     try:
-                        outcome = ray.get(ref)
-                    except Exception:  # noqa: BLE001 - worker crash, lost node: the run failed, the sweep goes on
-                        outcome = _failure(spec, traceback.format_exc())
-                    yield spec, outcome
+                        outcomes = ray.get(ref)
+                    except Exception:  # noqa: BLE001 - worker crash, lost node: the runs failed, the sweep goes on
+                        outcomes = [_failure(spec, traceback.format_exc()) for spec in batch]
+                    yield from _outcomes(batch, outcomes)
         finally:
             for ref in in_flight:
                 ray.cancel(ref, force=True)

@@ -1,7 +1,7 @@
 """Experiment specs: a typed, TOML-written description of a sweep that expands into runs.
 
-An experiment is data parameters × a grid over some of them × methods × seeds, for one task (``method``:
-fit and score a method; ``surgery.*``: a controlled experiment of ``dictlab.surgery``)::
+An experiment is data (a generator and its fields) × a grid over some fields × methods × seeds, for one task
+(``method``: fit and score a method; ``surgery.*``: a controlled experiment of ``dictlab.surgery``)::
 
     name = "vary-latents"
     task = "method"
@@ -9,6 +9,7 @@ fit and score a method; ``surgery.*``: a controlled experiment of ``dictlab.surg
     seeds = [0, 1, 2]
 
     [data]
+    generator = "compositional"      # the default; `dictlab generators` lists them
     k = 10
     n_samples = 5000
 
@@ -22,11 +23,12 @@ fit and score a method; ``surgery.*``: a controlled experiment of ``dictlab.surg
     seeds = [0]
     grid = { num_latents = [50, 100, 500, 1000] }
 
-The grid key ``cs_constant`` sets ``input_dim = min(p, max(k+1, ceil(c·k·ln(p/k))))`` per point (the
-phase-transition grid of the study). Every field can be overridden from the command line with a dotted path
-(``--set data.n_samples=1000``, ``--set method_params.sae_topk.lr=1e-3``). Anything wrong — an unknown field,
-an unknown method, k ≥ num_latents at some grid point, a negative λ — fails in ``expand`` before any run,
-with the field, the value and what is allowed.
+Grid keys are fields of the generator's config (the compositional ``cs_constant`` gives the study's
+phase-transition grid, ``input_dim = min(p, max(k+1, ceil(c·k·ln(p/k))))``; grid points that make the same data
+are run once). Every field can be overridden from the command line with a dotted path (``--set
+data.n_samples=1000``, ``--set method_params.sae_topk.lr=1e-3``). Anything wrong — an unknown field, an unknown
+method, k ≥ num_latents at some grid point, a negative λ, ``seeds = [true]`` — fails in ``expand`` before any
+run, with the field, the value and what is allowed. Every task takes its method as the parameter ``method``.
 """
 
 from __future__ import annotations
@@ -34,18 +36,17 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import math
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator, model_validator
 
-from dictlab.config import Config
-from dictlab.data import CompositionalConfig
-from dictlab.experiments.tasks import RunSpec
-from dictlab.config import describe_validation_error
+from dictlab.config import Config, parse_config
+from dictlab.data import GENERATORS, data_spec
+from dictlab.data.generators import DEFAULT_GENERATOR
+from dictlab.experiments.runs import RunSpec
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -53,7 +54,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 PRESET_PACKAGE = "dictlab.experiments.presets"
-CS_CONSTANT = "cs_constant"
 
 
 class ExperimentSpec(Config):
@@ -62,14 +62,13 @@ class ExperimentSpec(Config):
     name: str = Field(..., min_length=1, description="Experiment name; runs are stored under it.")
     description: str = Field("", description="What the experiment asks, one or two sentences.")
     task: str = Field("method", description="Task of every run: 'method' or a 'surgery.*' name.")
-    method_field: Literal["method", "sae"] = Field(
-        "method", description="Task parameter that receives each name of `methods` ('sae' for SAE surgeries)."
-    )
     methods: list[str] = Field(..., min_length=1, description="Methods (names in `dictlab methods`).")
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="Seeds; each is the data seed and the fit seed.")
     recipe: Literal["dictlab", "study"] = Field("dictlab", description="Hyperparameter defaults of every method.")
     study_metrics: bool = Field(False, description="Also store the study's own MCC definitions (task 'method').")
-    data: dict[str, Any] = Field(default_factory=dict, description="CompositionalConfig fields shared by all points.")
+    data: dict[str, Any] = Field(
+        default_factory=dict, description="The generator (default compositional) and its fields shared by all points."
+    )
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Data fields to sweep, each a list of values.")
     method_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-method hyperparameter overrides, e.g. {sae_topk = {lr = 1e-3}}."
@@ -84,16 +83,27 @@ class ExperimentSpec(Config):
             raise ValueError(f"seeds must be distinct non-negative integers, got {seeds}")
         return seeds
 
-    @field_validator("grid")
+    @model_validator(mode="before")
     @classmethod
-    def _known_grid_fields(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
-        allowed = set(CompositionalConfig.model_fields) | {CS_CONSTANT}
-        for key, values in grid.items():
+    def _no_method_field(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "method_field" in raw:
+            raise ValueError("method_field is no longer needed (every task takes its method as `method`): remove it")
+        return raw
+
+    @model_validator(mode="after")
+    def _known_grid_fields(self) -> ExperimentSpec:
+        generator = self.data.get("generator", DEFAULT_GENERATOR)
+        if not isinstance(generator, str):
+            raise ValueError(f"data.generator must be a generator's name, got {generator!r}")
+        allowed = set(GENERATORS[generator].config_class.model_fields)
+        for key, values in self.grid.items():
             if key not in allowed:
-                raise ValueError(f"unknown grid field {key!r}; allowed: {', '.join(sorted(allowed))}")
+                raise ValueError(
+                    f"unknown grid field {key!r}; allowed: {', '.join(sorted(allowed))} (the fields of generator {generator})"
+                )
             if not values:
                 raise ValueError(f"grid.{key} is empty; give at least one value")
-        return grid
+        return self
 
     def with_quick(self) -> ExperimentSpec:
         """The reduced sweep: ``quick`` fields replace the full ones."""
@@ -102,28 +112,22 @@ class ExperimentSpec(Config):
         return validate_spec({**self.model_dump(exclude={"quick"}), **self.quick}, source=f"{self.name} [quick]")
 
     def points(self) -> list[dict[str, Any]]:
-        """Data configurations of the grid (full CompositionalConfig dumps), in grid order."""
+        """Canonical data tables of the grid (``dictlab.data.data_spec``), in grid order; points that make the
+        same data (two ``cs_constant`` values giving one ``input_dim``) appear once."""
         keys = list(self.grid)
-        out = []
+        out: list[dict[str, Any]] = []
         for values in itertools.product(*(self.grid[k] for k in keys)):
-            point = {**self.data, **dict(zip(keys, values))}
-            where = ", ".join(f"{k}={v}" for k, v in zip(keys, values)) or "the base data"
-            if CS_CONSTANT in point:
-                point = _with_cs_input_dim(point, point.pop(CS_CONSTANT), where)
-            try:
-                config = CompositionalConfig(**point)
-            except ValidationError as err:
-                detail = describe_validation_error(err, allowed=CompositionalConfig.model_fields)
-                raise ValueError(f"experiment {self.name}: data at {where}: {detail}") from None
-            dumped = config.model_dump()
-            if dumped not in out:  # phase-transition grids can map two constants to one input_dim
-                out.append(dumped)
+            point = {**self.data, **dict(zip(keys, values, strict=True))}
+            where = ", ".join(f"{k}={v}" for k, v in zip(keys, values, strict=True)) or "the base data"
+            table = data_spec(point, where=f"experiment {self.name}: data at {where}")
+            if table not in out:
+                out.append(table)
         return out
 
     def run_params(self, method: str) -> dict[str, Any]:
         """Task parameters of one method's runs (always the same keys, so run ids are stable)."""
         params: dict[str, Any] = {
-            self.method_field: method,
+            "method": method,
             "overrides": dict(self.method_params.get(method, {})),
             "recipe": self.recipe,
         }
@@ -147,24 +151,13 @@ class ExperimentSpec(Config):
         for point in self.points():
             for method in self.methods:
                 for seed in self.seeds:
-                    runs.append(RunSpec(experiment=self.name, task=self.task, data=point, seed=seed, params=self.run_params(method)))
+                    spec = {"experiment": self.name, "task": self.task, "data": point, "seed": seed}
+                    runs.append(parse_config(RunSpec, {**spec, "params": self.run_params(method)}, where=self.name))
         return runs
 
 
-def _with_cs_input_dim(point: dict[str, Any], c: float, where: str) -> dict[str, Any]:
-    p, k = point.get("num_latents", 100), point.get("k", 10)
-    if not isinstance(c, (int, float)) or c <= 0:
-        raise ValueError(f"grid.{CS_CONSTANT} at {where}: must be a positive number, got {c!r}")
-    if k >= p:
-        raise ValueError(f"data at {where}: k={k} must be smaller than num_latents={p}")
-    return {**point, "input_dim": min(p, max(k + 1, math.ceil(c * k * math.log(p / k))))}
-
-
 def validate_spec(raw: dict[str, Any], *, source: str = "spec") -> ExperimentSpec:
-    try:
-        return ExperimentSpec(**raw)
-    except ValidationError as err:
-        raise ValueError(f"{source}: {describe_validation_error(err, allowed=ExperimentSpec.model_fields)}") from None
+    return parse_config(ExperimentSpec, raw, where=source)
 
 
 def load_spec(path: str | Path) -> ExperimentSpec:
@@ -207,15 +200,24 @@ def apply_overrides(spec: ExperimentSpec, assignments: list[str]) -> ExperimentS
             target = target.setdefault(key, {})
             if not isinstance(target, dict):
                 raise ValueError(f"--set {item}: {key!r} is not a table")
-        target[keys[-1]] = parse_value(text)
+        try:
+            target[keys[-1]] = parse_value(text)
+        except ValueError as err:
+            raise ValueError(f"--set {item}: {err}") from None
     return validate_spec(raw, source="spec after --set")
 
 
 def parse_value(text: str) -> Any:
     """A command-line value: JSON where it parses (numbers, lists, quoted strings), true/false/none in any case,
-    else the text itself."""
+    else the text itself. NaN and infinities are refused (ValueError): no setting takes them."""
+
+    def refuse(constant: str) -> Any:
+        raise ValueError(f"{text!r}: NaN and infinities are not allowed; give a finite number")
+
     try:
-        return json.loads(text)
+        return json.loads(text, parse_constant=refuse)
     except json.JSONDecodeError:
         lowered = text.strip().lower()
+        if lowered in ("inf", "+inf", "-inf", "nan", "infinity", "-infinity"):
+            refuse(text)
         return {"true": True, "false": False, "none": None}.get(lowered, text)

@@ -1,37 +1,51 @@
 """The results store: one SQLite file that never loses or half-writes a run.
 
-Tables (schema version 1):
+Tables (schema version 2):
 
-* ``runs``: one row per run id (the spec's config hash) with the full spec JSON, status
+* ``runs``: one row per run id (the spec's hash) with the full spec JSON, status
   (``running`` → ``done`` | ``failed``), per-phase timings, package versions, error text, timestamps, attempts;
-* ``records``: the run's measurements, ``(run_id, idx)`` unique, metrics as JSON.
+* ``records``: the run's measurements, ``(run_id, idx)`` unique, metrics as strict JSON (an undefined
+  metric is ``null``).
 
 A run is marked ``running`` before it executes and finished — status ``done`` plus all its records — in one
 transaction, so a run killed at any instant is either complete or visibly ``running`` (and re-run on resume).
 WAL journal with ``synchronous=FULL``: a committed run survives a power cut, readers never block the writer.
-Only the sweep's driver process writes; the store never imports a model or torch code of its own.
+Only the driver process writes. The store imports nothing but the pure run records (``runs.py``): no torch.
+
+Opening: ``ResultStore(path)`` creates a new store or opens an existing dictlab store for writing;
+``ResultStore(path, readonly=True)`` (what ``dictlab runs`` and ``dictlab report`` use) never writes to the
+database — not even the WAL switch (SQLite itself may create its empty ``-wal``/``-shm`` index files beside a
+store in WAL mode). Either refuses, in one line, a path that is a folder, a file that is not a dictlab store (an
+empty file, another program's SQLite database, random bytes) or a store it may not write.
+
+Schema 1 (dictlab 0.1: data tables without a ``generator``, surgeries naming their subject ``sae``) is
+upgraded when opened for writing, in one transaction: every spec is rewritten to today's canonical form
+(``generator = "compositional"``, derived data fields explicit, ``params.sae`` → ``params.method``), its run
+id recomputed and its artifacts folder renamed, so a sweep resumes on it without re-running what is done.
+Opened read-only, a schema-1 file is upgraded in a copy in memory and read from there; the file is untouched.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from dictlab.experiments.tasks import Record, RunSpec
+from dictlab.experiments.runs import Record, RunSpec, finite_or_none, package_versions
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DEFAULT_STORE_PATH = Path("dictlab-runs") / "results.sqlite"
 STATUSES = ("running", "done", "failed")
 # Columns of every flat record row, before the data fields, params and metrics.
 RECORD_COLUMNS = ("run_id", "experiment", "task", "method", "seed", "label", "step")
+_TABLES = {"schema_version", "runs", "records"}
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL);
@@ -86,35 +100,25 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
+class StoreError(ValueError):
+    """A path that cannot serve as a results store (the message names it and says why)."""
+
+
 class ResultStore:
     """Runs and their records in the SQLite file ``path`` (default ``./dictlab-runs/results.sqlite``).
 
+    readonly : open an existing store without writing anything (see the module docstring).
     Learned models of a run live in ``artifacts_dir / run_id`` beside the file. Use as a context manager or
     call ``close()``. One instance per process; the connection is not shared with workers.
     """
 
-    def __init__(self, path: str | Path = DEFAULT_STORE_PATH) -> None:
+    def __init__(self, path: str | Path = DEFAULT_STORE_PATH, *, readonly: bool = False) -> None:
         self.path = Path(path)
-        if self.path.exists() and not self.path.is_file():
-            raise ValueError(f"store path {self.path} exists and is not a file; give the path of a .sqlite file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT), never implicit.
-        self._db = sqlite3.connect(self.path, timeout=60.0, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        with self._transaction():
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    self._db.execute(statement)
-            found = [row[0] for row in self._db.execute("SELECT version FROM schema_version")]
-            if not found:
-                self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
-            elif found != [SCHEMA_VERSION]:
-                raise ValueError(
-                    f"{self.path} has store schema version {found}, this dictlab reads version {SCHEMA_VERSION}; "
-                    "use a new store path or the dictlab version that wrote it"
-                )
+        self.readonly = readonly
+        if readonly:
+            self._db = _open_readonly(self.path)
+        else:
+            self._db = _open_for_writing(self.path)
 
     # --- plumbing -------------------------------------------------------------------------------------
 
@@ -134,6 +138,8 @@ class ResultStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
+        if self.readonly:
+            raise StoreError(f"store {self.path} is open read-only; open it with ResultStore(path) to write")
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
@@ -149,12 +155,11 @@ class ResultStore:
     # --- writing (driver process only) ------------------------------------------------------------------
 
     def _upsert_run(self, spec: RunSpec, status: str, **columns: Any) -> None:
-        method = spec.params.get("method")
         base = {
-            "run_id": spec.config_hash(),
+            "run_id": spec.run_id,
             "experiment": spec.experiment,
             "task": spec.task,
-            "method": method if isinstance(method, str) else None,
+            "method": spec.method,
             "seed": spec.seed,
             "spec_json": spec.canonical_json(),
             "status": status,
@@ -171,7 +176,7 @@ class ResultStore:
     def mark_running(self, spec: RunSpec) -> None:
         """Record that ``spec`` starts now (attempts + 1); a run killed from here on stays ``running``."""
         with self._transaction():
-            row = self._db.execute("SELECT attempts FROM runs WHERE run_id = ?", (spec.config_hash(),)).fetchone()
+            row = self._db.execute("SELECT attempts FROM runs WHERE run_id = ?", (spec.run_id,)).fetchone()
             self._upsert_run(
                 spec, "running", started_at=_now(), finished_at=None, error=None, attempts=(row[0] if row else 0) + 1
             )
@@ -184,11 +189,9 @@ class ResultStore:
         versions: dict[str, str] | None = None,
     ) -> None:
         """Store a finished run — status ``done``, timings, versions and all records — in one transaction."""
-        from dictlab.experiments.tasks import package_versions
-
-        run_id = spec.config_hash()
+        run_id = spec.run_id
         rows = [
-            (run_id, idx, str(r[0]), None if len(r) < 3 or r[2] is None else float(r[2]), json.dumps(_floats(r[1])))
+            (run_id, idx, str(r[0]), None if len(r) < 3 or r[2] is None else float(r[2]), json.dumps(finite_or_none(r[1]), allow_nan=False))
             for idx, r in enumerate(records)
         ]
         with self._transaction():
@@ -197,7 +200,7 @@ class ResultStore:
             self._upsert_run(
                 spec,
                 "done",
-                timings_json=json.dumps(_floats(timings)),
+                timings_json=json.dumps(finite_or_none(timings), allow_nan=False),
                 versions_json=json.dumps(versions if versions is not None else package_versions(), sort_keys=True),
                 error=None,
                 started_at=started or _now(),
@@ -209,14 +212,14 @@ class ResultStore:
 
     def fail(self, spec: RunSpec, error: str, timings: dict[str, float] | None = None, versions: dict[str, str] | None = None) -> None:
         """Store a run as ``failed`` with its error (traceback) text; it is re-tried by the next sweep."""
-        run_id = spec.config_hash()
+        run_id = spec.run_id
         with self._transaction():
             row = self._db.execute("SELECT attempts, started_at FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             attempts, started = (row[0], row[1]) if row else (1, None)
             self._upsert_run(
                 spec,
                 "failed",
-                timings_json=json.dumps(_floats(timings or {})),
+                timings_json=json.dumps(finite_or_none(timings or {}), allow_nan=False),
                 versions_json=json.dumps(versions or {}, sort_keys=True),
                 error=error,
                 started_at=started or _now(),
@@ -243,7 +246,7 @@ class ResultStore:
         done = {row[0] for row in self._db.execute("SELECT run_id FROM runs WHERE status = 'done'")}
         out: dict[str, RunSpec] = {}
         for spec in specs:
-            run_id = spec.config_hash()
+            run_id = spec.run_id
             if run_id not in done and run_id not in out:
                 out[run_id] = spec
         return list(out.values())
@@ -318,6 +321,7 @@ class ResultStore:
         writers = {".csv": write_csv, ".parquet": write_parquet}
         if path.suffix not in writers:
             raise ValueError(f"cannot export to {path.name!r}; allowed suffixes: {', '.join(writers)}")
+        check_writable_file(path)
         return writers[path.suffix](self.records(**filters), path)
 
 
@@ -328,10 +332,6 @@ def _filters(prefix: str = "", **values: Any) -> tuple[list[str], list[Any]]:
             where.append(f"{prefix}{name} = ?")
             args.append(value)
     return where, args
-
-
-def _floats(metrics: dict[str, Any]) -> dict[str, float]:
-    return {str(k): float(v) for k, v in metrics.items()}
 
 
 def _flatten(value: dict[str, Any], prefix: str) -> dict[str, Any]:
@@ -381,3 +381,166 @@ def write_parquet(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
             columns[name] = pa.array([None if v is None else str(v) for v in values], type=pa.string())
     pq.write_table(pa.table(columns), path)
     return path
+
+
+
+# --- opening ------------------------------------------------------------------------------------------------
+
+
+def check_writable_file(path: Path) -> None:
+    """Raise StoreError unless a file can be written at ``path``: not a folder, no file among its parents, the
+    first existing parent writable."""
+    if path.is_dir():
+        raise StoreError(f"{path} is a folder; give a file path")
+    parent = path.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise StoreError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise StoreError(f"cannot write {path}: permission denied")
+
+
+def _tables(db: sqlite3.Connection, path: Path) -> set[str]:
+    try:
+        return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path} is not a dictlab results store (not an SQLite database: {err})") from None
+
+
+def _schema_version(db: sqlite3.Connection, path: Path) -> int:
+    """The store's schema version; StoreError for a file that is not a dictlab store."""
+    tables = _tables(db, path)
+    if not _TABLES <= tables:
+        what = "an empty database" if not tables else f"an SQLite database with tables {', '.join(sorted(tables))}"
+        raise StoreError(f"{path} is not a dictlab results store ({what}); give a new path or a store dictlab wrote")
+    found = [row[0] for row in db.execute("SELECT version FROM schema_version")]
+    if len(found) != 1 or not isinstance(found[0], int):
+        raise StoreError(f"{path} has a damaged schema_version table ({found}); it is not a store this dictlab wrote")
+    if found[0] > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path} has store schema version {found[0]}, this dictlab reads versions up to {SCHEMA_VERSION}; "
+            "use the dictlab version that wrote it"
+        )
+    return found[0]
+
+
+def _check_existing(path: Path) -> None:
+    if path.is_dir():
+        raise StoreError(f"store path {path} is a folder; give the path of a .sqlite file")
+    if path.exists() and path.stat().st_size == 0:
+        raise StoreError(f"{path} is an empty file, not a dictlab results store; remove it or give another path")
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    _check_existing(path)
+    if not path.exists():
+        raise StoreError(f"no results store at {path}; run `dictlab run` or `dictlab sweep` first")
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=60.0, isolation_level=None)
+        version = _schema_version(db, path)
+    except sqlite3.OperationalError as err:
+        raise StoreError(f"cannot read the store {path}: {err}") from None
+    if version == SCHEMA_VERSION:
+        return db
+    memory = sqlite3.connect(":memory:", isolation_level=None)
+    db.backup(memory)
+    db.close()
+    memory.execute("BEGIN")
+    _migrate(memory, from_version=version)
+    memory.execute("COMMIT")
+    return memory
+
+
+def _open_for_writing(path: Path) -> sqlite3.Connection:
+    _check_existing(path)
+    check_writable_file(path)
+    existed = path.exists()
+    if existed:
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as probe:
+            _schema_version(probe, path)  # refuses another program's database before anything is written
+        probe.close()
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: transactions are explicit (BEGIN IMMEDIATE … COMMIT), never implicit.
+    db = sqlite3.connect(path, timeout=60.0, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")
+        db.execute("PRAGMA foreign_keys=ON")
+        renamed: list[tuple[str, str]] = []
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if existed:
+                version = _schema_version(db, path)
+                if version < SCHEMA_VERSION:
+                    renamed = _migrate(db, from_version=version)
+            else:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+    except sqlite3.OperationalError as err:
+        db.close()
+        raise StoreError(f"cannot write the store {path}: {err}") from None
+    artifacts = path.parent / "artifacts"
+    for old_id, new_id in renamed:  # after the commit: a folder is renamed only once its run's new id is stored
+        if (artifacts / old_id).is_dir() and not (artifacts / new_id).exists():
+            (artifacts / old_id).rename(artifacts / new_id)
+    return db
+
+
+# --- schema upgrades ----------------------------------------------------------------------------------------
+
+
+def upgrade_spec_v1(spec: dict[str, Any]) -> dict[str, Any]:
+    """A schema-1 spec in today's terms: the data name their generator, surgeries name their subject ``method``."""
+    data = {"generator": "compositional", **spec.get("data", {})}
+    params = dict(spec.get("params", {}))
+    if str(spec.get("task", "")).startswith("surgery.") and "sae" in params:
+        params["method"] = params.pop("sae")
+    return {**spec, "data": data, "params": params}
+
+
+def _migrate(db: sqlite3.Connection, *, from_version: int) -> list[tuple[str, str]]:
+    """Rewrite a schema-1 store to schema 2 inside the caller's transaction (see the module docstring); returns
+    the (old, new) run ids of the runs kept, whose artifact folders the caller renames after committing.
+
+    A spec that no longer validates keeps its row and id (it is shown, never resumed). Two old runs that map to
+    one new id (the same data written two ways) keep the better one: done over failed over running, then the
+    later finished.
+    """
+    if from_version != 1:
+        raise StoreError(f"no upgrade from store schema version {from_version}")
+    db.execute("PRAGMA defer_foreign_keys = ON")  # ids change in both tables before the commit checks them
+    rank = {"done": 2, "failed": 1, "running": 0}
+    rows = db.execute("SELECT run_id, spec_json, status, finished_at FROM runs").fetchall()
+    renames: dict[str, tuple[str, str, str | None]] = {}  # old id -> (new id, new spec json, method)
+    best: dict[str, tuple[int, str, str]] = {}  # new id -> (rank, finished_at, old id)
+    for old_id, spec_json, status, finished in rows:
+        try:
+            spec = RunSpec.model_validate(upgrade_spec_v1(json.loads(spec_json)))
+        except (ValueError, TypeError):
+            continue
+        new_id = spec.run_id
+        renames[old_id] = (new_id, spec.canonical_json(), spec.method)
+        candidate = (rank.get(status, 0), finished or "", old_id)
+        if new_id not in best or candidate > best[new_id]:
+            best[new_id] = candidate
+    keep = {old for _, _, old in best.values()}
+    for old_id in renames:
+        if old_id not in keep:
+            db.execute("DELETE FROM records WHERE run_id = ?", (old_id,))
+            db.execute("DELETE FROM runs WHERE run_id = ?", (old_id,))
+    for old_id, (new_id, spec_json, method) in renames.items():
+        if old_id in keep:
+            db.execute("UPDATE records SET run_id = ? WHERE run_id = ?", (new_id, old_id))
+            db.execute(
+                "UPDATE runs SET run_id = ?, spec_json = ?, method = ? WHERE run_id = ?", (new_id, spec_json, method, old_id)
+            )
+    db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+    return [(old, new) for old, (new, _, _) in renames.items() if old in keep and new != old]

@@ -242,7 +242,7 @@ class DLFista(DictionaryModel):
     offset : (m,) bias removed from observations before fitting and encoding and added back on decoding
         (an SAE's ``b_dec`` in the warm-start surgery). None: 0.
 
-    After ``fit``: ``history`` holds one entry per logged round (step = the round, lam, change, replaced, mse, l0, dead,
+    After ``fit``: ``history`` holds one entry per logged round (step = the round, lam, change, replaced, mse_loss, l0, dead,
     and with ``FitContext.ground_truth`` the matched dictionary quality), ``rounds_run`` the rounds run and
     ``atoms_replaced`` the atoms replaced by upkeep over the whole fit.
     """
@@ -297,11 +297,9 @@ class DLFista(DictionaryModel):
         context = context if context is not None else FitContext()
         check_matrix("y", y)
         cfg = self.settings
-        x = y.detach()
-        if self._offset is not None:
-            if self._offset.shape[0] != y.shape[1]:
-                raise ValueError(f"offset has {self._offset.shape[0]} entries but y has {y.shape[1]} columns")
-            x = x - self._offset.to(dtype=x.dtype, device=x.device)
+        if self._offset is not None and self._offset.shape[0] != y.shape[1]:
+            raise ValueError(f"offset has {self._offset.shape[0]} entries but y has {y.shape[1]} columns")
+        x = self.remove_offset(y.detach())
         generator = context.generator(self.kind)
         d = self._starting_dictionary(x, generator)
         width = self.settings.width if self.settings.width is not None else d.shape[0]
@@ -391,7 +389,7 @@ class DLFista(DictionaryModel):
             "lam": lam,
             "change": change,
             "replaced": replaced,
-            "mse": float((x - z @ fitted).pow(2).mean()),  # the fit this round's codes and update achieve
+            "mse_loss": float((x - z @ fitted).pow(2).mean()),  # the fit this round's codes and update achieve
             "l0": float(active.sum(dim=1).double().mean()),
             "dead": unused,  # atoms no code used this round (counted before any replacement)
         }

@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from dictlab.config import Config
 from dictlab.inference import lipschitz_constant
-from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
+from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext, in_row_chunks
 from dictlab.validation import check_matrix
 
 # Rows per encoding chunk: bounds the (rows, p) activations at ~16 M entries.
@@ -194,10 +194,8 @@ class Lista(torch.nn.Module, DictionaryModel):
         d = self._require_dictionary()
         check_matrix("y", y, cols=d.shape[1])
         x = y.to(dtype=d.dtype, device=d.device)
-        rows = max(1, _MAX_ENTRIES_PER_CHUNK // d.shape[0])
         with torch.no_grad():
-            chunks = [self(x[i : i + rows]) for i in range(0, x.shape[0], rows)]
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+            return in_row_chunks(lambda rows: self(x[rows]), x.shape[0], _MAX_ENTRIES_PER_CHUNK // d.shape[0])
 
     def fit(self, y: torch.Tensor, context: FitContext | None = None) -> Lista:
         """Train the layers on observations (N, m) from the ISTA initialisation, D fixed; returns self.

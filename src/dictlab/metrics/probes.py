@@ -57,7 +57,7 @@ def probe_accuracy(
     """
     fit_x, fit_y = _labelled("fit", (fit_codes, fit_labels))
     _require_both_classes("fit", fit_y)
-    check_positive("C", C)
+    check_positive("C", C, allow_inf=True)  # C = inf: no regularisation (the study's probe)
     if max_iter < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
     sets = {name: _labelled(f"eval set {name!r}", data, cols=fit_x.shape[1]) for name, data in eval_sets.items()}

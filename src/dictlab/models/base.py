@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -66,6 +67,14 @@ class FitContext:
         same stream would begin measurably aligned with the ground truth.
         """
         return derived_generator(self.seed, stream, device)
+
+
+def in_row_chunks(fn: Callable[[slice], torch.Tensor], n_rows: int, rows_per_chunk: int) -> torch.Tensor:
+    """``fn`` applied to consecutive row slices of at most ``rows_per_chunk`` rows of an (n_rows, ·) batch, the
+    results concatenated; one call on ``slice(0, 0)`` for an empty batch, so it has the usual (0, q) shape."""
+    step = max(1, rows_per_chunk)
+    chunks = [fn(slice(i, i + step)) for i in range(0, n_rows, step)] or [fn(slice(0, 0))]
+    return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
 
 
 def derived_generator(seed: int, stream: str, device: torch.device | str = "cpu") -> torch.Generator:

@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from dictlab.inference.solvers import FistaSolver, Solver, solver_from_config
-from dictlab.models.base import MODEL_KINDS, DictionaryModel
+from dictlab.models.base import MODEL_KINDS, DictionaryModel, in_row_chunks
 from dictlab.validation import check_matrix
 
 # Rows per solver call: bounds the (rows, p) work buffers at ~64 M entries each.
@@ -45,15 +45,14 @@ class SparseCodingModel(DictionaryModel):
         return self._offset
 
     def encode(self, y: torch.Tensor, z0: torch.Tensor | None = None) -> torch.Tensor:
-        """Codes (N, p); ``z0`` (N, p) warm-starts solvers that accept one."""
+        """Codes (N, p) — (0, p) for an empty batch; ``z0`` (N, p) warm-starts solvers that accept one."""
         check_matrix("y", y, cols=self.dictionary.shape[1])
-        x = y - self._offset if self._offset is not None else y
-        rows = max(1, _MAX_ENTRIES_PER_CHUNK // self.dictionary.shape[0])
-        chunks = [
-            self.solver.solve(x[i : i + rows], self.dictionary, None if z0 is None else z0[i : i + rows]).codes
-            for i in range(0, x.shape[0], rows)
-        ]
-        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
+        x = self.remove_offset(y)
+
+        def solve(rows: slice) -> torch.Tensor:
+            return self.solver.solve(x[rows], self.dictionary, None if z0 is None else z0[rows]).codes
+
+        return in_row_chunks(solve, x.shape[0], _MAX_ENTRIES_PER_CHUNK // self.dictionary.shape[0])
 
     def config(self) -> dict[str, Any]:
         return {"solver": self.solver.to_config()}

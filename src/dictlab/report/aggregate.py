@@ -13,38 +13,15 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-Row = dict[str, Any]
+from dictlab.experiments.summary import Row, Stats, is_number, metric_columns, stats
+
+__all__ = ["Row", "Stats", "is_number", "stats"]
 K = TypeVar("K", bound=Hashable)
 
 # Grid columns the sweep axis prefers, in order, when several vary equally often.
 AXIS_PREFERENCE = ("data.num_latents", "data.n_samples", "data.k", "data.input_dim", "data.noise_std")
 # Params that name what a run is about (they become the label or the subject), never a grid axis.
-IDENTITY_PARAMS = ("params.method", "params.sae")
-
-
-@dataclass(frozen=True)
-class Stats:
-    """Mean and sample standard deviation (n − 1; 0 for one value) over ``n`` seeds."""
-
-    mean: float
-    std: float
-    n: int
-
-
-def is_number(value: Any) -> bool:
-    """True for finite int/float values (bools and NaN are not numbers here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def stats(values: Iterable[float]) -> Stats | None:
-    """Mean ± sample std of the finite ``values``; None when there are none."""
-    vals = [float(v) for v in values if is_number(v)]
-    if not vals:
-        return None
-    n = len(vals)
-    mean = math.fsum(vals) / n
-    var = math.fsum((v - mean) ** 2 for v in vals) / (n - 1) if n > 1 else 0.0
-    return Stats(mean, math.sqrt(var), n)
+IDENTITY_PARAMS = ("params.method",)
 
 
 def seed_stats(rows: Iterable[Row], metric: str) -> Stats | None:
@@ -72,11 +49,7 @@ def _hashable(value: Any) -> Hashable:
 
 def metric_names(rows: Sequence[Row]) -> list[str]:
     """Columns that hold measurements: not metadata, data, params or timings; first-seen order."""
-    skip = {"run_id", "experiment", "task", "method", "seed", "label", "step"}
-    names = dict.fromkeys(
-        key for row in rows for key in row if key not in skip and not key.startswith(("data.", "params.", "timing."))
-    )
-    return [name for name in names if any(is_number(row.get(name)) for row in rows)]
+    return metric_columns(rows)
 
 
 def grid_columns(rows: Sequence[Row]) -> list[str]:
@@ -163,14 +136,15 @@ def sweep_axes(rows: Sequence[Row], columns: Sequence[str]) -> SweepAxes:
 
 
 def subjects_of(rows: Sequence[Row]) -> list[str]:
-    """What a surgery operates on: the fitted method of each run (``params.sae``) and the part after ``+`` in
-    labels like ``fista+sae_topk``; first-seen order."""
+    """What a surgery operates on, first-seen order: the method of each run with a record labelled otherwise
+    than the method itself (a surgery's arms: ``fista+sae_topk``, ``fista_oracle`` …), and the part after
+    ``+`` in labels like ``fista+sae_topk``. Runs whose only label is their method (a plain fit) have none."""
     found: dict[str, None] = {}
     for row in rows:
-        sae = row.get("params.sae")
-        if isinstance(sae, str):
-            found[sae] = None
+        method = row.get("params.method", row.get("method"))
         label = str(row.get("label", ""))
+        if isinstance(method, str) and label != method:
+            found[method] = None
         if "+" in label:
             found[label.split("+", 1)[1]] = None
     return list(found)

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dictlab.data import CompositionalDataset
+from dictlab.data import GroundTruthDataset
 from dictlab.experiments.evaluate import encode_splits
-from dictlab.experiments.tasks import Record, TaskContext
+from dictlab.experiments.runs import Record
+from dictlab.experiments.tasks import TaskContext
 from dictlab.models import DictionaryModel
 from dictlab.surgery.parts import (
     FistaParams,
@@ -44,10 +45,10 @@ class FrozenDecoderParams(FistaParams):
 
 
 def frozen_decoder_variants(
-    data: CompositionalDataset, model: DictionaryModel, params: FrozenDecoderParams
+    data: GroundTruthDataset, model: DictionaryModel, params: FrozenDecoderParams
 ) -> Iterator[Variant]:
     """The arms of the module docstring for a fitted ``model``, one at a time; codes for train, id and ood."""
-    name, solver = params.sae, fista_solver(params.lam, params.max_iter)
+    name, solver = params.method, fista_solver(params.lam, params.max_iter)
     own = encode_splits(model, data)
     frozen = with_dictionary(model, solver)
     renormed = with_dictionary(model, solver, renormalised(model.dictionary))
@@ -61,13 +62,13 @@ def frozen_decoder_variants(
 
 
 def frozen_decoder_records(
-    data: CompositionalDataset, model: DictionaryModel, params: FrozenDecoderParams, *, seed: int
+    data: GroundTruthDataset, model: DictionaryModel, params: FrozenDecoderParams, *, seed: int
 ) -> list[Record]:
     """One scored record per arm (see the module docstring)."""
     return score_variants(frozen_decoder_variants(data, model, params), data, seed=seed)
 
 
 @register_surgery("frozen_decoder", FrozenDecoderParams)
-def frozen_decoder(data: CompositionalDataset, params: FrozenDecoderParams, context: TaskContext) -> list[Record]:
-    """Fit ``params.sae`` on the train split, then score its encoder against FISTA on its frozen decoder."""
+def frozen_decoder(data: GroundTruthDataset, params: FrozenDecoderParams, context: TaskContext) -> list[Record]:
+    """Fit ``params.method`` on the train split, then score its encoder against FISTA on its frozen decoder."""
     return frozen_decoder_records(data, fit_model(data, params, context), params, seed=context.seed)

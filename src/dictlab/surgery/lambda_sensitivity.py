@@ -11,9 +11,10 @@ from collections.abc import Iterator
 
 from pydantic import Field, field_validator
 
-from dictlab.data import CompositionalDataset
+from dictlab.data import GroundTruthDataset
 from dictlab.experiments.evaluate import encode_splits
-from dictlab.experiments.tasks import Record, TaskContext
+from dictlab.experiments.runs import Record
+from dictlab.experiments.tasks import TaskContext
 from dictlab.models import DictionaryModel
 from dictlab.surgery.parts import (
     SurgeryParams,
@@ -41,25 +42,25 @@ class LambdaSensitivityParams(SurgeryParams):
 
 
 def lambda_variants(
-    data: CompositionalDataset, model: DictionaryModel, params: LambdaSensitivityParams
+    data: GroundTruthDataset, model: DictionaryModel, params: LambdaSensitivityParams
 ) -> Iterator[Variant]:
     """The SAE's own codes, then FISTA on its decoder and on the truth for each λ, one at a time."""
-    yield Variant(params.sae, model, encode_splits(model, data))
+    yield Variant(params.method, model, encode_splits(model, data))
     for lam in params.lams:
         frozen = with_dictionary(model, fista_solver(lam, params.max_iter))
-        yield Variant(f"fista+{params.sae}", frozen, encode_splits(frozen, data), lam)
+        yield Variant(f"fista+{params.method}", frozen, encode_splits(frozen, data), lam)
         yield oracle_variant(data, lam, params.max_iter, step=lam)
 
 
 def lambda_sensitivity_records(
-    data: CompositionalDataset, model: DictionaryModel, params: LambdaSensitivityParams, *, seed: int
+    data: GroundTruthDataset, model: DictionaryModel, params: LambdaSensitivityParams, *, seed: int
 ) -> list[Record]:
     return score_variants(lambda_variants(data, model, params), data, seed=seed)
 
 
 @register_surgery("lambda_sensitivity", LambdaSensitivityParams)
 def lambda_sensitivity(
-    data: CompositionalDataset, params: LambdaSensitivityParams, context: TaskContext
+    data: GroundTruthDataset, params: LambdaSensitivityParams, context: TaskContext
 ) -> list[Record]:
-    """Fit ``params.sae``, then FISTA on its frozen decoder and on the truth over a λ grid."""
+    """Fit ``params.method``, then FISTA on its frozen decoder and on the truth over a λ grid."""
     return lambda_sensitivity_records(data, fit_model(data, params, context), params, seed=context.seed)

@@ -4,7 +4,7 @@ The method (each SAE, DL-FISTA) is fitted with ``track_dynamics=True``, so its l
 its dictionary Hungarian-matched to the truth (the truth is only looked at, never fitted to). One record per
 logged entry, label = the method, step = the training step (SAEs: optimiser steps, logged every
 ``log_every`` steps) or round (DL-FISTA; ``history.unit`` says which), metrics = what the learner logged: ``mean_cosine``,
-``frac_close`` (|cos| > 0.9), ``mse`` (SAEs: training-batch MSE averaged since the last entry; DL-FISTA: the
+``frac_close`` (|cos| > 0.9), ``mse_loss`` (SAEs: training-batch MSE averaged since the last entry; DL-FISTA: the
 round's fit), ``l0`` and the learner's other quantities. Dictionary quality only: no MCC here.
 """
 
@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from pydantic import Field, field_validator
 
-from dictlab.data import CompositionalDataset
-from dictlab.experiments.tasks import Record, TaskContext
+from dictlab.data import GroundTruthDataset
+from dictlab.experiments.runs import Record
+from dictlab.experiments.tasks import TaskContext
 from dictlab.models import DictionaryModel
 from dictlab.surgery.parts import FitParams, known_method, fit_model, register_surgery
 
@@ -41,6 +42,6 @@ def dynamics_records(model: DictionaryModel, label: str) -> list[Record]:
 
 
 @register_surgery("learning_dynamics", LearningDynamicsParams)
-def learning_dynamics(data: CompositionalDataset, params: LearningDynamicsParams, context: TaskContext) -> list[Record]:
+def learning_dynamics(data: GroundTruthDataset, params: LearningDynamicsParams, context: TaskContext) -> list[Record]:
     """Fit ``params.method`` with its dictionary's match to the truth logged along training."""
     return dynamics_records(fit_model(data, params, context, track_dynamics=True), params.method)

@@ -3,9 +3,9 @@
 A surgery takes a fitted model (usually an SAE: dictionary ``W_dec`` (p, m), offset ``b_dec`` (m,), its
 own encoder) and swaps one part: FISTA as the encoder on the frozen decoder, the decoder rescaled, the
 encoder's codes as FISTA's starting point or support. Every variant is a ``Variant``: a model (for the
-dictionary, the offset and decoding) with its codes for the train, ``id`` (validation) and ``ood`` splits,
-scored by ``score`` — ``dictlab.experiments.score_codes`` plus the decoder's dictionary-match diagnostics
-and support precision/recall.
+dictionary, the offset and decoding) with its codes for every split of the data, scored by ``score`` —
+``dictlab.experiments.score_codes`` with its details (the dictionary match's angle and norm ratio, support
+precision and recall). Every surgery names the method it operates on ``method``, like every other task.
 
 Shapes, atoms as rows: observations Y (N, m), codes Z (N, p), dictionary D (p, m), ``Y ≈ Z D + offset``
 (the papers' column form ``y = A z + b_d`` has ``A = Dᵀ``).
@@ -18,18 +18,18 @@ from collections.abc import Callable, Iterable
 from typing import Any, Literal, NamedTuple, TypeVar
 
 import torch
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, field_validator
 
 from dictlab import metrics
-from dictlab.config import Config
-from dictlab.data import CompositionalConfig, CompositionalDataset, random_unit_dictionary
+from dictlab.config import Config, parse_config
+from dictlab.data import GroundTruthDataset, data_config
 from dictlab.experiments.evaluate import encode_splits, score_codes
-from dictlab.experiments.single_run import fit_method
-from dictlab.experiments.tasks import TASK_CHECKS, TASKS, Record, RunSpec, TaskContext
+from dictlab.experiments.method_task import fit_method
+from dictlab.experiments.runs import Record, RunSpec
+from dictlab.experiments.tasks import TaskContext, register_task
 from dictlab.inference import FistaSolver
 from dictlab.methods import METHODS, Problem, build_method
 from dictlab.models import DictionaryModel, SparseCodingModel
-from dictlab.config import describe_validation_error
 
 
 def known_method(name: str) -> str:
@@ -58,14 +58,14 @@ class FitParams(Config):
 class SurgeryParams(FitParams):
     """Parameters of a surgery on one fitted model: which method (usually an SAE) and how it is fitted."""
 
-    sae: str = Field(
+    method: str = Field(
         "sae_topk", description="Method whose fitted model is operated on: a name in dictlab.methods.METHODS."
     )
 
-    _known = field_validator("sae")(known_method)
+    _known = field_validator("method")(known_method)
 
     def method_name(self) -> str:
-        return self.sae
+        return self.method
 
 
 class FistaParams(SurgeryParams):
@@ -77,7 +77,7 @@ class FistaParams(SurgeryParams):
 
 P = TypeVar("P", bound=FitParams)
 T = TypeVar("T", int, float)
-Surgery = Callable[[CompositionalDataset, P, TaskContext], list[Record]]
+Surgery = Callable[[GroundTruthDataset, P, TaskContext], list[Record]]
 
 
 def sorted_nonnegative(values: list[T], what: str) -> list[T]:
@@ -89,43 +89,32 @@ def sorted_nonnegative(values: list[T], what: str) -> list[T]:
 
 def parse_params(task: str, cls: type[P], params: dict[str, Any]) -> P:
     """``cls`` validated from a spec's params; ValueError naming the task, the field, the value and the rule."""
-    try:
-        return cls.model_validate(params)
-    except ValidationError as err:
-        detail = describe_validation_error(err, prefix="params.", allowed=sorted(cls.model_fields), noun="parameter")
-        raise ValueError(f"task {task}: {detail}") from None
-
-
-def problem_for(spec: RunSpec) -> Problem:
-    """The sizes of a spec's data with a stand-in dictionary: enough to build (not fit) a method."""
-    config = CompositionalConfig(**spec.data)
-    p, m = config.num_latents, config.resolved_input_dim
-    return Problem(p, config.k, m, random_unit_dictionary(p, m, torch.Generator().manual_seed(0)))
+    return parse_config(cls, params, where=f"task {task}", prefix="params.", noun="parameter")
 
 
 def register_surgery(name: str, params_class: type[P]) -> Callable[[Surgery[P]], Surgery[P]]:
     """Register ``fn(data, params, context)`` as task ``surgery.<name>`` (taking data, RunSpec, TaskContext),
-    and a check that validates a spec's params and builds its method before any run (``TASK_CHECKS``)."""
+    with a check that validates a spec's params and builds its method before any run."""
     task = f"surgery.{name}"
 
     def decorator(fn: Surgery[P]) -> Surgery[P]:
-        def run(data: CompositionalDataset, spec: RunSpec, context: TaskContext) -> list[Record]:
+        def run(data: GroundTruthDataset, spec: RunSpec, context: TaskContext) -> list[Record]:
             return fn(data, parse_params(task, params_class, spec.params), context)
 
-        def check(spec: RunSpec) -> None:
-            parse_params(task, params_class, spec.params).validate_for(problem_for(spec))
+        def check(spec: RunSpec) -> frozenset[str]:
+            parse_params(task, params_class, spec.params).validate_for(Problem.stand_in(data_config(spec.data).sizes()))
+            return frozenset()
 
         run.__name__ = run.__qualname__ = f"surgery_{name}"
         run.__doc__ = fn.__doc__
-        TASKS.register(task)(run)
-        TASK_CHECKS.register(task)(check)
+        register_task(task, check=check)(run)
         return fn
 
     return decorator
 
 
 def fit_model(
-    data: CompositionalDataset,
+    data: GroundTruthDataset,
     params: FitParams,
     context: TaskContext,
     *,
@@ -144,6 +133,7 @@ def fit_model(
         recipe=params.recipe,
         track_dynamics=track_dynamics,
         progress=context.progress,
+        cache=context.cache,
     )
     context.timings[f"fit_{name}_s"] = time.perf_counter() - start
     context.save_model(name, model)
@@ -187,17 +177,12 @@ def with_oracle_norms(dictionary: torch.Tensor, truth: torch.Tensor) -> torch.Te
     return dictionary * scale.unsqueeze(1)
 
 
-def split_inputs(data: CompositionalDataset) -> dict[str, torch.Tensor]:
-    """Observations (N, m) of the train, ``id`` (validation) and ``ood`` splits."""
-    return {"train": data.train.y, "id": data.val.y, "ood": data.ood.y}
-
-
 def encode_from(
-    model: SparseCodingModel, data: CompositionalDataset, start: dict[str, torch.Tensor]
+    model: SparseCodingModel, data: GroundTruthDataset, start: dict[str, torch.Tensor]
 ) -> dict[str, torch.Tensor]:
     """Codes of every split with the solver warm-started from ``start[split]`` (N, p)."""
     with torch.no_grad():
-        return {name: model.encode(y, z0=start[name]) for name, y in split_inputs(data).items()}
+        return {name: model.encode(split.y, z0=start[name]) for name, split in data.splits.items()}
 
 
 def lasso_objective(model: DictionaryModel, y: torch.Tensor, codes: torch.Tensor, lam: float) -> torch.Tensor:
@@ -221,34 +206,27 @@ class Variant(NamedTuple):
 
 
 def score(
-    model: DictionaryModel, data: CompositionalDataset, codes: dict[str, torch.Tensor], *, seed: int
+    model: DictionaryModel, data: GroundTruthDataset, codes: dict[str, torch.Tensor], *, seed: int
 ) -> dict[str, float]:
-    """Metrics of codes (N, p) per split decoded by ``model``: the standard ones (``score_codes``: MCC, accuracy,
-    AUC, support F1, R², L0 for id and ood); the model's dictionary Hungarian-matched to the truth
+    """Metrics of codes (N, p) per split decoded by ``model``: ``score_codes`` with its details — MCC, accuracy,
+    AUC, support F1, R², L0 per evaluation split; the model's dictionary Hungarian-matched to the truth
     (STUDY-SPEC §3.4: ``dict_mean_cosine``, ``dict_mean_angle`` in radians, ``dict_mean_norm_ratio``,
     ``dict_frac_close`` = share of |cos| > 0.9); support precision/recall per split under that matching (§3.5)."""
-    out = score_codes(model, data, codes, seed=seed)
-    match = metrics.match_dictionaries(model.dictionary.detach().cpu(), data.dictionary.cpu())
-    out.update({f"dict_{name}": value for name, value in match.as_dict().items()})
-    for name, split in (("id", data.val), ("ood", data.ood)):
-        support = metrics.support_metrics(split.codes, codes[name].detach().cpu(), match.assignment)
-        out[f"support_precision_{name}"] = support.precision
-        out[f"support_recall_{name}"] = support.recall
-    return out
+    return score_codes(model, data, codes, seed=seed, details=True)
 
 
-def score_variant(variant: Variant, data: CompositionalDataset, *, seed: int) -> Record:
+def score_variant(variant: Variant, data: GroundTruthDataset, *, seed: int) -> Record:
     """The variant's Record: ``score``'s metrics and its own ``extra``."""
     metrics = score(variant.model, data, variant.codes, seed=seed)
     return Record(variant.label, {**metrics, **(variant.extra or {})}, variant.step)
 
 
-def score_variants(variants: Iterable[Variant], data: CompositionalDataset, *, seed: int) -> list[Record]:
+def score_variants(variants: Iterable[Variant], data: GroundTruthDataset, *, seed: int) -> list[Record]:
     """One Record per variant. Pass a generator to hold one variant's codes in memory at a time."""
     return [score_variant(v, data, seed=seed) for v in variants]
 
 
-def oracle_variant(data: CompositionalDataset, lam: float, max_iter: int, *, step: float | None = None) -> Variant:
+def oracle_variant(data: GroundTruthDataset, lam: float, max_iter: int, *, step: float | None = None) -> Variant:
     """FISTA on the true dictionary: the reference every surgery is compared with (label ``fista_oracle``)."""
     oracle = SparseCodingModel(data.dictionary, fista_solver(lam, max_iter))
     return Variant("fista_oracle", oracle, encode_splits(oracle, data), step)

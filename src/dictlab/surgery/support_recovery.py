@@ -15,9 +15,10 @@ from collections.abc import Iterator
 
 import torch
 from pydantic import Field
-from dictlab.data import CompositionalDataset
+from dictlab.data import GroundTruthDataset
 from dictlab.experiments.evaluate import encode_splits
-from dictlab.experiments.tasks import Record, TaskContext
+from dictlab.experiments.runs import Record
+from dictlab.experiments.tasks import TaskContext
 from dictlab.inference import least_squares_on_support
 from dictlab.metrics.support import ACTIVE_THRESHOLD
 from dictlab.models import DictionaryModel
@@ -29,7 +30,6 @@ from dictlab.surgery.parts import (
     oracle_variant,
     register_surgery,
     score_variants,
-    split_inputs,
     with_dictionary,
 )
 
@@ -41,24 +41,23 @@ class SupportRecoveryParams(FistaParams):
 
 
 def support_lstsq_codes(
-    model: DictionaryModel, data: CompositionalDataset, codes: dict[str, torch.Tensor], *, ridge: float = 1e-8
+    model: DictionaryModel, data: GroundTruthDataset, codes: dict[str, torch.Tensor], *, ridge: float = 1e-8
 ) -> dict[str, torch.Tensor]:
     """Per split: least-squares codes (N, p) on the support of ``codes[split]`` (|z| > 1e-4) with ``model``'s
     dictionary and inputs ``y − offset``, clamped at 0; ``ridge`` ρ as in ``least_squares_on_support``."""
-    offset = model.offset
     out = {}
-    for split, y in split_inputs(data).items():
-        x = y - offset if offset is not None else y
+    for split, part in data.splits.items():
+        x = model.remove_offset(part.y)
         support = codes[split].abs() > ACTIVE_THRESHOLD
         out[split] = least_squares_on_support(x, model.dictionary.detach().to(x), support, ridge=ridge, nonneg=True)
     return out
 
 
 def support_recovery_variants(
-    data: CompositionalDataset, model: DictionaryModel, params: SupportRecoveryParams
+    data: GroundTruthDataset, model: DictionaryModel, params: SupportRecoveryParams
 ) -> Iterator[Variant]:
     """The arms of the module docstring for a fitted ``model``, one at a time."""
-    name = params.sae
+    name = params.method
     own = encode_splits(model, data)
     frozen = with_dictionary(model, fista_solver(params.lam, params.max_iter))
     yield Variant(name, model, own)
@@ -68,12 +67,12 @@ def support_recovery_variants(
 
 
 def support_recovery_records(
-    data: CompositionalDataset, model: DictionaryModel, params: SupportRecoveryParams, *, seed: int
+    data: GroundTruthDataset, model: DictionaryModel, params: SupportRecoveryParams, *, seed: int
 ) -> list[Record]:
     return score_variants(support_recovery_variants(data, model, params), data, seed=seed)
 
 
 @register_surgery("support_recovery", SupportRecoveryParams)
-def support_recovery(data: CompositionalDataset, params: SupportRecoveryParams, context: TaskContext) -> list[Record]:
-    """Fit ``params.sae``, then score its support with least-squares magnitudes against its codes and FISTA."""
+def support_recovery(data: GroundTruthDataset, params: SupportRecoveryParams, context: TaskContext) -> list[Record]:
+    """Fit ``params.method``, then score its support with least-squares magnitudes against its codes and FISTA."""
     return support_recovery_records(data, fit_model(data, params, context), params, seed=context.seed)

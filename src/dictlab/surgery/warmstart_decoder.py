@@ -17,7 +17,7 @@ with every atom given, so it has none. Labels for method ``sae_X``:
   the study.
 * ``warm_dl_rounds+sae_X`` / ``cold_dl_rounds+sae_X`` at step = round: the largest budget's run logged at
   every round from its learner history (no refitting): ``mean_cosine``, ``frac_close``, ``mean_angle``,
-  ``mean_norm_ratio`` of its dictionary matched to the truth, and its ``mse``, ``l0``, ``lam``, ``dead``, …
+  ``mean_norm_ratio`` of its dictionary matched to the truth, and its ``mse_loss``, ``l0``, ``lam``, ``dead``, …
 * ``fista_oracle`` at step = the largest budget: the true dictionary with that same encoder.
 """
 
@@ -27,9 +27,10 @@ from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 
-from dictlab.data import CompositionalDataset
+from dictlab.data import GroundTruthDataset
 from dictlab.experiments.evaluate import encode_splits
-from dictlab.experiments.tasks import Record, TaskContext
+from dictlab.experiments.runs import Record
+from dictlab.experiments.tasks import TaskContext
 from dictlab.learners.dl_fista import DLFista, DLFistaConfig
 from dictlab.methods import Problem
 from dictlab.models import DictionaryModel, FitContext
@@ -88,7 +89,7 @@ class WarmstartDecoderParams(SurgeryParams):
 
 
 def fit_dl(
-    data: CompositionalDataset,
+    data: GroundTruthDataset,
     model: DictionaryModel,
     params: WarmstartDecoderParams,
     rounds: int,
@@ -108,7 +109,7 @@ def fit_dl(
 
 
 def warmstart_decoder_records(
-    data: CompositionalDataset,
+    data: GroundTruthDataset,
     model: DictionaryModel,
     params: WarmstartDecoderParams,
     *,
@@ -116,7 +117,7 @@ def warmstart_decoder_records(
     context: TaskContext | None = None,
 ) -> list[Record]:
     """All records of the module docstring for a fitted ``model``."""
-    name, budgets = params.sae, params.round_budgets()
+    name, budgets = params.method, params.round_budgets()
     top = budgets[-1]
     config = params.dl_config()
     # round 0 and the oracle use the encoder DL-FISTA is configured to end with
@@ -143,7 +144,7 @@ def warmstart_decoder_records(
 
 
 @register_surgery("warmstart_decoder", WarmstartDecoderParams)
-def warmstart_decoder(data: CompositionalDataset, params: WarmstartDecoderParams, context: TaskContext) -> list[Record]:
-    """Fit ``params.sae``, then DL-FISTA from its decoder vs from random, over round budgets."""
+def warmstart_decoder(data: GroundTruthDataset, params: WarmstartDecoderParams, context: TaskContext) -> list[Record]:
+    """Fit ``params.method``, then DL-FISTA from its decoder vs from random, over round budgets."""
     model = fit_model(data, params, context)
     return warmstart_decoder_records(data, model, params, seed=context.seed, context=context)

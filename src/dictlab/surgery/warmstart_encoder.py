@@ -26,9 +26,10 @@ from collections.abc import Iterator
 
 from pydantic import Field, field_validator
 
-from dictlab.data import CompositionalDataset
+from dictlab.data import GroundTruthDataset
 from dictlab.experiments.evaluate import encode_splits
-from dictlab.experiments.tasks import Record, TaskContext
+from dictlab.experiments.runs import Record
+from dictlab.experiments.tasks import TaskContext
 from dictlab.inference import fista
 from dictlab.models import DictionaryModel
 from dictlab.surgery.parts import (
@@ -42,7 +43,6 @@ from dictlab.surgery.parts import (
     register_surgery,
     score_variants,
     sorted_nonnegative,
-    split_inputs,
     with_dictionary,
 )
 
@@ -67,11 +67,11 @@ class WarmstartEncoderParams(SurgeryParams):
 
 
 def budget_variants(
-    data: CompositionalDataset, model: DictionaryModel, params: WarmstartEncoderParams
+    data: GroundTruthDataset, model: DictionaryModel, params: WarmstartEncoderParams
 ) -> Iterator[Variant]:
     """Cold and warm FISTA codes on ``model``'s frozen decoder after each iteration budget, one at a time,
     with the mean Lasso objective per split (``objective_id``, ``objective_ood``) as extra metrics."""
-    name, own = params.sae, encode_splits(model, data)
+    name, own = params.method, encode_splits(model, data)
     for n in params.budgets:
         frozen = with_dictionary(model, fista_solver(params.lam, n))
         starts = [("cold", None), ("warm", own)] if n > 0 else [("warm", own)]
@@ -81,28 +81,25 @@ def budget_variants(
             else:
                 codes = encode_splits(frozen, data) if z0 is None else encode_from(frozen, data, z0)
             objectives = {
-                f"objective_{split}": float(lasso_objective(frozen, y, codes[split], params.lam).mean())
-                for split, y in (("id", data.val.y), ("ood", data.ood.y))
+                f"objective_{split}": float(lasso_objective(frozen, part.y, codes[split], params.lam).mean())
+                for split, part in data.evaluation_splits().items()
             }
             yield Variant(f"{start}+{name}", frozen, codes, n, objectives)
 
 
 def to_tolerance(
-    data: CompositionalDataset, model: DictionaryModel, params: WarmstartEncoderParams
+    data: GroundTruthDataset, model: DictionaryModel, params: WarmstartEncoderParams
 ) -> dict[str, float]:
     """Iterations to ``params.tol`` from zero and from the model's codes, and how far apart the end points are."""
     frozen = with_dictionary(model, fista_solver(params.lam, params.converge_max_iter))
-    offset = frozen.offset
     out: dict[str, float] = {}
-    for split, y in split_inputs(data).items():
-        if split == "train":
-            continue
-        x = y - offset if offset is not None else y
+    for split, part in data.evaluation_splits().items():
+        y = part.y
         with torch.no_grad():
             start = model.encode(y)
         runs = {
             start_name: fista(
-                x, frozen.dictionary, params.lam, max_iter=params.converge_max_iter, tol=params.tol,
+                frozen.remove_offset(y), frozen.dictionary, params.lam, max_iter=params.converge_max_iter, tol=params.tol,
                 nonneg=True, z0=z0, check_every=1,
             )
             for start_name, z0 in (("cold", None), ("warm", start))
@@ -123,7 +120,8 @@ def budgets_to_objective(records: list[Record], converged: dict[str, float], rto
     """Per start and split, the smallest budget whose mean objective is within ``rtol`` of the best converged
     objective ``min(objective_cold_<split>, objective_warm_<split>)``; absent where no budget got there."""
     out: dict[str, float] = {}
-    for split in ("id", "ood"):
+    splits = sorted({key.rsplit("_", 1)[1] for key in converged if key.startswith("objective_cold_")})
+    for split in splits:
         best = min(converged[f"objective_cold_{split}"], converged[f"objective_warm_{split}"])
         for start in ("cold", "warm"):
             reached = [
@@ -136,7 +134,7 @@ def budgets_to_objective(records: list[Record], converged: dict[str, float], rto
 
 
 def warmstart_encoder_records(
-    data: CompositionalDataset, model: DictionaryModel, params: WarmstartEncoderParams, *, seed: int
+    data: GroundTruthDataset, model: DictionaryModel, params: WarmstartEncoderParams, *, seed: int
 ) -> list[Record]:
     """All records of the module docstring for a fitted ``model``."""
     records = score_variants(budget_variants(data, model, params), data, seed=seed)
@@ -144,10 +142,10 @@ def warmstart_encoder_records(
     converged.update(budgets_to_objective(records, converged, params.objective_rtol))
     top = max(params.budgets)
     oracle = score_variants([oracle_variant(data, params.lam, top, step=top)], data, seed=seed)
-    return [*records, Record(f"to_tolerance+{params.sae}", converged), *oracle]
+    return [*records, Record(f"to_tolerance+{params.method}", converged), *oracle]
 
 
 @register_surgery("warmstart_encoder", WarmstartEncoderParams)
-def warmstart_encoder(data: CompositionalDataset, params: WarmstartEncoderParams, context: TaskContext) -> list[Record]:
-    """Fit ``params.sae``, then compare FISTA from zero and from its codes on its frozen decoder."""
+def warmstart_encoder(data: GroundTruthDataset, params: WarmstartEncoderParams, context: TaskContext) -> list[Record]:
+    """Fit ``params.method``, then compare FISTA from zero and from its codes on its frozen decoder."""
     return warmstart_encoder_records(data, fit_model(data, params, context), params, seed=context.seed)
