@@ -4,7 +4,6 @@ results store end to end (reportable, resumable), and the edges where a tracebac
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
 import subprocess
@@ -29,7 +28,8 @@ TINY = ["--num-latents", "30", "--k", "3", "--n-samples", "600", "--seeds", "0",
         (["run", "--set", "fista_oracle.lam=-1", "--methods", "fista_oracle"], "method fista_oracle: lam=-1"),
         (["run", "--set", "fista_oracle.lam=Infinity", "--methods", "fista_oracle"],
          "--set fista_oracle.lam=Infinity: 'Infinity': NaN and infinities are not allowed"),
-        (["run", "--set", "sae_topk.learning_rate=1", "--methods", "sae_topk"], "unknown parameter(s) learning_rate; allowed:"),
+        (["run", "--set", "sae_topk.learning_rate=1", "--methods", "sae_topk"],
+         "unknown parameter(s) learning_rate; allowed:"),
         (["run", "--set", "lr=1"], "--set: cannot read 'lr=1'; allowed form: METHOD.FIELD=VALUE"),
         (["run", "--set", "sae_topk.lr=1", "--methods", "fista_oracle"], "sae_topk is not among the methods run"),
         (["run", "--set", "sae_topk.d_sae=5", "--methods", "sae_topk"], "d_sae follow(s) from the data"),
@@ -184,7 +184,7 @@ def test_sigterm_keeps_finished_runs_and_prints_how_to_resume(tmp_path):
             if done:
                 break
     process.send_signal(signal.SIGTERM)
-    out, err = process.communicate(timeout=60)
+    _out, err = process.communicate(timeout=60)
     assert process.returncode == 130, err
     assert "interrupted" in err and f"--store {store}" in err and "resume with: dictlab run" in err
     statuses = dict(sqlite3.connect(store).execute("SELECT method, status FROM runs"))

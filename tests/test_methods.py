@@ -7,8 +7,7 @@ import torch
 
 from dictlab.data import make_compositional
 from dictlab.experiments import encode_splits, fit_method, score_codes
-from dictlab.methods import Problem
-from dictlab.methods import METHODS, build_method
+from dictlab.methods import METHODS, Problem, build_method
 from dictlab.models import load_model
 
 # Short schedules so that the whole file runs in seconds; the defaults are exercised by the benchmarks.

@@ -1,4 +1,5 @@
-"""The ``dictlab`` command: ``run``, ``demo``, ``sweep``, ``runs``, ``report``, ``methods``, ``generators``, ``presets``.
+"""The ``dictlab`` command: ``run``, ``demo``, ``sweep``, ``runs``, ``report``, ``methods``, ``generators``,
+``presets``.
 
 ``run`` and ``demo`` are one-point sweeps: their runs go into a results store (a new temporary one unless
 ``--store`` names one), through the same runner as ``sweep``, so every run can be reported, exported and
@@ -32,7 +33,7 @@ DATA_FLAGS = (
     ("--input-dim", "input_dim", int, "observation dimension m (compositional default: the compressed-sensing bound)"),
     ("--noise-std", "noise_std", float, "additive Gaussian observation noise"),
 )
-DEMO = {"num_latents": 100, "k": 10, "n_samples": 5000, "seeds": "0,1,2"}
+DEMO: dict[str, Any] = {"num_latents": 100, "k": 10, "n_samples": 5000, "seeds": "0,1,2"}
 
 
 class CliError(Exception):
@@ -63,7 +64,9 @@ def parse_seeds(text: str) -> list[int]:
             else:
                 seeds.append(int(part))
     except ValueError:
-        raise CliError(f"--seeds: cannot read {text!r}; allowed: comma-separated integers or a range like 0-2") from None
+        raise CliError(
+            f"--seeds: cannot read {text!r}; allowed: comma-separated integers or a range like 0-2"
+        ) from None
     if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
         raise CliError(f"--seeds: {text!r} must give distinct non-negative integers, e.g. 0,1,2 or 0-2")
     return seeds
@@ -100,7 +103,9 @@ def parse_overrides(items: Sequence[str], methods: Sequence[str]) -> dict[str, d
         if method not in METHODS:
             raise CliError(f"--set {item}: unknown method {method!r}; allowed: {', '.join(METHODS.names())}")
         if method not in methods:
-            raise CliError(f"--set {item}: {method} is not among the methods run ({', '.join(methods)}); add it to --methods")
+            raise CliError(
+                f"--set {item}: {method} is not among the methods run ({', '.join(methods)}); add it to --methods"
+            )
         try:
             out.setdefault(method, {})[field] = parse_value(value)
         except ValueError as err:
@@ -193,11 +198,11 @@ def _data_table(args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"--generator: {err}") from None
     fields = parse_assignments(args.data, "--data")
     flags = {field: f"--data {field}" for field in fields}
-    for flag, field, _, _ in DATA_FLAGS:
+    for option, field, _, _ in DATA_FLAGS:
         value = getattr(args, field)
         if value is not None:
             fields[field] = value
-            flags[field] = flag
+            flags[field] = option
     config_class = generator.config_class
     try:
         config = config_class.model_validate(fields)
@@ -248,13 +253,16 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
         raise CliError(_first_line(err)) from None
     if args.out is not None:
         check_output_file(args.out, "--out")
-    store_path = Path(args.store) if args.store is not None else Path(tempfile.mkdtemp(prefix="dictlab-run-")) / "results.sqlite"
+    store_path = (
+        Path(args.store) if args.store is not None else Path(tempfile.mkdtemp(prefix="dictlab-run-")) / "results.sqlite"
+    )
     started = time.perf_counter()
     jobs = min(jobs, len(runs))
     with open_store(store_path) as store:
         print(
             f"dictlab {args.command}: {len(methods)} methods × {len(spec.seeds)} seeds on {_describe_data(data)}; "
-            f"{jobs} process{'es' if jobs > 1 else ''} × {threads} thread{'s' if threads > 1 else ''}; store {store_path}",
+            f"{jobs} process{'es' if jobs > 1 else ''} × {threads} thread{'s' if threads > 1 else ''}; "
+            f"store {store_path}",
             flush=True,
         )
         try:
@@ -264,7 +272,9 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
                 on_outcome=progress_printer(len(runs), quiet=args.quiet),
             )
         except SweepInterrupted as stop:
-            raise _Interrupted(f"interrupted; {stop.summary}; resume with: {_resume_command(args, store_path)}") from None
+            raise _Interrupted(
+                f"interrupted; {stop.summary}; resume with: {_resume_command(args, store_path)}"
+            ) from None
         ids = {run.run_id for run in runs}
         rows = [row for row in store.records(experiment=spec.name) if row["run_id"] in ids]
         stored = [run for run in store.runs(experiment=spec.name) if run.run_id in ids]
@@ -412,7 +422,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from dictlab.experiments.sweep import RunFailed, SweepInterrupted, check_specs, run_sweep
 
     threads = check_threads(args.threads)
-    jobs = resolve_jobs(args.jobs)
+    jobs: int | None = resolve_jobs(args.jobs)
     spec = _load_experiment(args)
     try:
         runs = check_specs(spec.expand())  # every run is validated before the first one starts
@@ -474,7 +484,10 @@ def _cmd_presets(args: argparse.Namespace) -> int:
 
     for name in preset_names():
         spec = load_preset(name)
-        print(f"{name:<20} {len(spec.expand()):>5} runs ({len(spec.with_quick().expand())} with --quick)  {spec.description}")
+        print(
+            f"{name:<20} {len(spec.expand()):>5} runs ({len(spec.with_quick().expand())} with --quick)  "
+            f"{spec.description}"
+        )
     return 0
 
 
@@ -552,7 +565,9 @@ def build_parser() -> _Parser:
     demo = sub.add_parser("demo", help="all methods at num_latents=100, three seeds (about a minute on a 2-core CPU)",
                           description="All methods at num_latents=100, k=10, n_samples=5000, seeds 0-2, into a store.")
     _add_point_options(demo, seeds=DEMO["seeds"])
-    demo.add_argument("--out", type=Path, default=Path("demo-results.json"), help="JSON file (default demo-results.json)")
+    demo.add_argument(
+        "--out", type=Path, default=Path("demo-results.json"), help="JSON file (default demo-results.json)"
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     methods = sub.add_parser("methods", help="list the methods", description="List every registered method.")
@@ -587,7 +602,9 @@ def build_parser() -> _Parser:
                           "their records (one row per record, one column per metric) to CSV or Parquet. Read-only.")
     runs.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     runs.add_argument("--experiment", default=None, help="only this experiment")
-    runs.add_argument("--status", choices=["running", "done", "failed"], default=None, help="only runs with this status")
+    runs.add_argument(
+        "--status", choices=["running", "done", "failed"], default=None, help="only runs with this status"
+    )
     runs.add_argument("--label", default=None, help="only runs with a record of this label (e.g. a method)")
     runs.add_argument("--export", type=Path, default=None, help="write records to FILE.csv or FILE.parquet instead")
     runs.set_defaults(handler=_cmd_runs)
@@ -600,7 +617,9 @@ def build_parser() -> _Parser:
                             "page. Reads the store without writing to it.")
     report.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     report.add_argument("--experiment", default=None, help="only this experiment (default: all)")
-    report.add_argument("--out", type=Path, default=Path("dictlab-report"), help="output folder (default dictlab-report)")
+    report.add_argument(
+        "--out", type=Path, default=Path("dictlab-report"), help="output folder (default dictlab-report)"
+    )
     report.set_defaults(handler=_cmd_report)
     return parser
 

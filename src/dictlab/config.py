@@ -54,7 +54,9 @@ def parse_config(cls: type[C], values: Any, *, where: str = "", prefix: str = ""
     """
     lead = f"{where}: " if where else ""
     if not isinstance(values, Mapping):
-        raise ValueError(f"{lead}{prefix.rstrip('.') or 'config'} must be a table of fields, got {type(values).__name__} {values!r}")
+        raise ValueError(
+            f"{lead}{prefix.rstrip('.') or 'config'} must be a table of fields, got {type(values).__name__} {values!r}"
+        )
     try:
         return cls.model_validate(dict(values))
     except ValidationError as err:

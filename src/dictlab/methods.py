@@ -15,11 +15,11 @@ from typing import Any, Literal
 import torch
 from pydantic import BaseModel, ValidationError
 
+from dictlab.config import describe_validation_error
 from dictlab.data import DataSizes, GroundTruthDataset, random_unit_dictionary
 from dictlab.inference.solvers import FistaSolver, OmpSolver
 from dictlab.models import DictionaryModel, SparseCodingModel
 from dictlab.registry import Registry
-from dictlab.config import describe_validation_error
 
 Recipe = Literal["dictlab", "study"]
 RECIPES: tuple[str, ...] = ("dictlab", "study")
@@ -69,7 +69,9 @@ class Method:
 METHODS: Registry[Method] = Registry("method")
 
 
-def register_method(name: str, description: str, *, supervised: bool = False, oracle: bool = False) -> Callable[[Builder], Builder]:
+def register_method(
+    name: str, description: str, *, supervised: bool = False, oracle: bool = False
+) -> Callable[[Builder], Builder]:
     def decorator(build: Builder) -> Builder:
         METHODS.register(name)(Method(name, description, build, supervised, oracle))
         return build
@@ -77,14 +79,18 @@ def register_method(name: str, description: str, *, supervised: bool = False, or
     return decorator
 
 
-def build_method(name: str, problem: Problem, overrides: dict[str, Any] | None = None, recipe: str = "dictlab") -> DictionaryModel:
+def build_method(
+    name: str, problem: Problem, overrides: dict[str, Any] | None = None, recipe: str = "dictlab"
+) -> DictionaryModel:
     """An unfitted model for ``problem``: method ``name`` with its ``recipe`` defaults and ``overrides``."""
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; allowed: {', '.join(RECIPES)}")
     return METHODS[name].build(problem, dict(overrides or {}), recipe)
 
 
-def configure(method: str, overrides: dict[str, Any], *parts: tuple[type[BaseModel], dict[str, Any]]) -> list[BaseModel]:
+def configure(
+    method: str, overrides: dict[str, Any], *parts: tuple[type[BaseModel], dict[str, Any]]
+) -> list[BaseModel]:
     """Build one pydantic config per (class, defaults) in ``parts``, routing each override to the class that
     has the field. Consumes ``overrides``; anything left over is an unknown field."""
     configs = []
@@ -116,7 +122,9 @@ def _check_fixed(method: str, overrides: dict[str, Any]) -> None:
 # --- oracles: the true dictionary with an inference procedure -------------------------------------------
 
 
-@register_method("fista_oracle", "FISTA (λ=0.1, z ≥ 0) on the true dictionary: the ceiling of sparse inference", oracle=True)
+@register_method(
+    "fista_oracle", "FISTA (λ=0.1, z ≥ 0) on the true dictionary: the ceiling of sparse inference", oracle=True
+)
 def _fista_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
     (solver,) = configure("fista_oracle", overrides, (FistaSolver, {}))
     return SparseCodingModel(problem.ground_truth, solver)  # type: ignore[arg-type]
@@ -172,7 +180,9 @@ _register_saes()
 
 
 @register_method(
-    "dl_fista", "alternating FISTA codes and least-squares (MOD) updates; grows from 60% of the atoms, with momentum and atom upkeep"
+    "dl_fista",
+    "alternating FISTA codes and least-squares (MOD) updates; grows from 60% of the atoms, "
+    "with momentum and atom upkeep",
 )
 def _dl_fista(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
     from dictlab.learners.dl_fista import DLFista, DLFistaConfig
@@ -224,7 +234,9 @@ def _dl_lista(problem: Problem, overrides: dict[str, Any], recipe: str) -> Dicti
 # --- baselines -----------------------------------------------------------------------------------------------
 
 
-@register_method("linear_probe", "ridge regression from y to the true codes (supervised ceiling of linear access)", supervised=True)
+@register_method(
+    "linear_probe", "ridge regression from y to the true codes (supervised ceiling of linear access)", supervised=True
+)
 def _linear_probe(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
     from dictlab.baselines import RidgeProbe, RidgeProbeConfig
 

@@ -31,7 +31,9 @@ def test_equals_sklearn_pca(data):
     np.testing.assert_allclose(pca.dictionary.numpy(), reference.components_, atol=1e-10)  # same sign convention
     np.testing.assert_allclose(pca.offset.numpy(), reference.mean_, atol=1e-12)
     np.testing.assert_allclose(pca.explained_variance.numpy(), reference.explained_variance_, rtol=1e-10)
-    np.testing.assert_allclose(pca.encode(data["ood"].y).numpy(), reference.transform(data["ood"].y.numpy()), atol=1e-10)
+    np.testing.assert_allclose(
+        pca.encode(data["ood"].y).numpy(), reference.transform(data["ood"].y.numpy()), atol=1e-10
+    )
 
 
 @settings(max_examples=20, deadline=None)

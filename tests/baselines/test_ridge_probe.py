@@ -102,7 +102,7 @@ def test_save_load_gives_identical_outputs(data, tmp_path):
 
 
 def test_missing_codes_are_an_actionable_error(data):
-    with pytest.raises(ValueError, match="supervised: pass the true training codes in FitContext.codes"):
+    with pytest.raises(ValueError, match=r"supervised: pass the true training codes in FitContext.codes"):
         RidgeProbe().fit(data.train.y)
     with pytest.raises(ValueError, match="supervised"):
         RidgeProbe().fit(data.train.y, FitContext(seed=3))

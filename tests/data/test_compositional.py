@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
 from hypothesis import given
 from hypothesis import strategies as st
-import torch
 
 from dictlab.data import CompositionalConfig, input_dim_from_cs_bound, make_compositional, sample_distinct
 

@@ -23,7 +23,6 @@ from dictlab.data import (
     sample_distinct,
 )
 
-
 # --- a generator as a user would write one: a config, a function, a registration ------------------------------
 
 
@@ -49,8 +48,8 @@ def make_toy(config: ToyConfig, seed: int, dtype: torch.dtype) -> GroundTruthDat
         return Split(codes.decode(dictionary), codes)
 
     third = config.n_samples // 3
-    return GroundTruthDataset(config, seed, dictionary, {"train": split(third), "id": split(third), "ood": split(third)},
-                              k=config.k)
+    return GroundTruthDataset(config, seed, dictionary,
+                              {"train": split(third), "id": split(third), "ood": split(third)}, k=config.k)
 
 
 if "test.toy" not in GENERATORS:
@@ -77,7 +76,9 @@ def test_the_canonical_table_names_the_generator_and_makes_derived_fields_explic
     assert short["generator"] == "compositional" and short["input_dim"] == 14 and short["num_ood"] == 15
     assert data_spec({**short, "cs_constant": 2.0}) == short == data_spec({"num_latents": 30, "k": 3, "input_dim": 14})
     # two constants of the compressed-sensing bound that give one input_dim make the same data
-    assert data_spec({"num_latents": 50, "k": 3, "cs_constant": 6}) == data_spec({"num_latents": 50, "k": 3, "cs_constant": 7})
+    assert data_spec({"num_latents": 50, "k": 3, "cs_constant": 6}) == data_spec(
+        {"num_latents": 50, "k": 3, "cs_constant": 7}
+    )
     assert data_config(short).sizes() == DataSizes(30, 3, 14, 2500)
 
 
@@ -112,7 +113,8 @@ def test_a_new_generator_runs_through_the_runner_store_and_report(tmp_path):
     from dictlab.experiments.sweep import run_sweep
     from dictlab.report import build_report
 
-    runs = [RunSpec(experiment="toy", task="method", data=TOY, seed=seed, params={"method": method, "overrides": overrides})
+    runs = [RunSpec(experiment="toy", task="method", data=TOY, seed=seed,
+                    params={"method": method, "overrides": overrides})
             for seed in (0, 1) for method, overrides in (("fista_oracle", {}), ("sae_topk", {"n_steps": 40}))]
     with ResultStore(tmp_path / "r.sqlite") as store:
         summary = run_sweep(runs, store, progress=False)

@@ -7,9 +7,9 @@ import importlib.util
 import pytest
 
 from dictlab.experiments.executors import EXECUTORS, LocalExecutor, ProcessExecutor, RayExecutor, make_executor
+from dictlab.experiments.runs import Record, RunSpec
 from dictlab.experiments.store import ResultStore
 from dictlab.experiments.sweep import run_sweep
-from dictlab.experiments.runs import Record, RunSpec
 from dictlab.experiments.tasks import TASKS, register_task
 
 FIND_SPEC = importlib.util.find_spec
@@ -17,7 +17,9 @@ DATA = {"num_latents": 24, "k": 3, "n_samples": 400}
 SPECS = [
     RunSpec(experiment="exec", task="method", data=DATA, seed=0, params={"method": "fista_oracle"}),
     RunSpec(experiment="exec", task="method", data=DATA, seed=1, params={"method": "fista_oracle"}),
-    RunSpec(experiment="exec", task="method", data=DATA, seed=0, params={"method": "sae_topk", "overrides": {"n_steps": 30}}),
+    RunSpec(
+        experiment="exec", task="method", data=DATA, seed=0, params={"method": "sae_topk", "overrides": {"n_steps": 30}}
+    ),
 ]
 
 
@@ -67,7 +69,8 @@ def test_ray_cluster_gives_the_local_numbers(tmp_path, local_metrics):
             assert _metrics(store) == local_metrics
             # Artifacts travel back as bytes: the driver writes them beside the store.
             for spec in SPECS:
-                assert (store.artifacts_dir / spec.config_hash() / spec.params["method"] / "model.safetensors").is_file()
+                model_file = store.artifacts_dir / spec.config_hash() / spec.params["method"] / "model.safetensors"
+                assert model_file.is_file()
         assert ray.is_initialized()  # a cluster the sweep did not start is left running for its owner
     finally:
         ray.shutdown()

@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dictlab.experiments.store import SCHEMA_VERSION, ResultStore
 from dictlab.experiments.runs import Record, RunSpec
+from dictlab.experiments.store import SCHEMA_VERSION, ResultStore
 
 DATA = {"num_latents": 24, "k": 3, "n_samples": 400}
 
@@ -41,7 +41,9 @@ def test_config_hash_is_the_same_in_another_process():
     # The other process gets the params with their keys in reverse order: the hash must not see it.
     reordered = json.loads(one.model_dump_json())
     reordered["params"] = dict(reversed(list(reordered["params"].items())))
-    out = subprocess.run([sys.executable, "-c", code, json.dumps(reordered)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(reordered)], capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == one.config_hash()
     assert len(one.config_hash()) == 16 and int(one.config_hash(), 16) >= 0
 
@@ -90,7 +92,11 @@ def test_bad_specs_name_the_field(fields, message):
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=5),
+    st.none()
+    | st.booleans()
+    | st.integers(-10**6, 10**6)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=5),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
     max_leaves=10,
 )
@@ -100,7 +106,9 @@ json_values = st.recursive(
 @given(params=st.dictionaries(st.text(max_size=6), json_values, max_size=5))
 def test_config_hash_survives_json_round_trip_and_key_order(params):
     one = RunSpec(experiment="e", task="method", data=DATA, seed=1, params=params)
-    reversed_keys = RunSpec(experiment="e", task="method", data=DATA, seed=1, params=dict(reversed(list(params.items()))))
+    reversed_keys = RunSpec(
+        experiment="e", task="method", data=DATA, seed=1, params=dict(reversed(list(params.items())))
+    )
     assert RunSpec.model_validate_json(one.model_dump_json()).config_hash() == one.config_hash()
     assert reversed_keys.config_hash() == one.config_hash()
 
@@ -143,7 +151,11 @@ def test_run_lifecycle_running_failed_done(store):
     [retried] = store.runs(status="running")
     assert (retried.run_id, retried.error, retried.attempts, retried.finished_at) == (b.config_hash(), None, 2, None)
     [done] = store.runs(status="done")
-    assert done.spec == json.loads(a.canonical_json()) and done.timings == {"total_s": 1.0} and done.versions == {"torch": "x"}
+    assert (
+        done.spec == json.loads(a.canonical_json())
+        and done.timings == {"total_s": 1.0}
+        and done.versions == {"torch": "x"}
+    )
     assert done.method == "fista_oracle" and done.seed == 0
 
 
@@ -182,7 +194,9 @@ def _filled_store(store: ResultStore) -> list[dict]:
     a = spec(0, overrides={"lam": 0.05})
     b = spec(1, "sae_topk", overrides={"n_steps": 30, "hidden": [1, 2]})
     store.finish(a, [Record("fista_oracle", {"mcc_ood": 1 / 3, "acc_id": 0.1 + 0.2})], {"total_s": 0.25})
-    store.finish(b, [Record("sae_topk", {"mcc_ood": 2 / 7}, step=3), Record("sae_topk", {"mcc_ood": 1e-300}, step=4)], {})
+    store.finish(
+        b, [Record("sae_topk", {"mcc_ood": 2 / 7}, step=3), Record("sae_topk", {"mcc_ood": 1e-300}, step=4)], {}
+    )
     return store.records()
 
 
@@ -208,7 +222,7 @@ def test_csv_export_round_trips_every_metric_exactly(store, tmp_path):
     with path.open(newline="") as handle:
         read = list(csv.DictReader(handle))
     assert len(read) == len(rows)
-    for original, back in zip(rows, read):
+    for original, back in zip(rows, read, strict=True):
         for key, value in original.items():
             if isinstance(value, float):
                 assert float(back[key]) == value, key
@@ -233,7 +247,7 @@ def test_parquet_without_pyarrow_says_what_to_install(store, tmp_path, monkeypat
     monkeypatch.setitem(sys.modules, "pyarrow", None)
     with pytest.raises(ValueError, match="pip install pyarrow"):
         store.export(tmp_path / "records.parquet")
-    with pytest.raises(ValueError, match="allowed suffixes: .csv, .parquet"):
+    with pytest.raises(ValueError, match=r"allowed suffixes: .csv, .parquet"):
         store.export(tmp_path / "records.xlsx")
 
 
@@ -247,7 +261,10 @@ def _bytes(path) -> bytes:
 @pytest.mark.parametrize(
     ("make", "message"),
     [
-        (lambda p: p.write_bytes(b"\x8f\x00not sqlite at all" * 64), "not a dictlab results store (not an SQLite database"),
+        (
+            lambda p: p.write_bytes(b"\x8f\x00not sqlite at all" * 64),
+            "not a dictlab results store (not an SQLite database",
+        ),
         (lambda p: p.write_bytes(b""), "is an empty file, not a dictlab results store"),
         (lambda p: sqlite3.connect(p).execute("CREATE TABLE mine (x)").connection.commit(), "tables mine"),
         (lambda p: p.mkdir(), "is a folder"),
@@ -260,7 +277,8 @@ def test_a_path_that_is_not_a_store_is_refused_and_left_untouched(tmp_path, make
     for readonly in (True, False):
         with pytest.raises(ValueError, match=message.replace("(", r"\(")):
             ResultStore(path, readonly=readonly)
-    assert (sorted(tmp_path.rglob("*")), (path.read_bytes() if path.is_file() else None)) == before  # no -wal, no tables
+    # no -wal, no tables
+    assert (sorted(tmp_path.rglob("*")), (path.read_bytes() if path.is_file() else None)) == before
 
 
 def test_read_only_never_writes_and_refuses_to(tmp_path):
@@ -320,7 +338,9 @@ def _v1_store(path) -> None:
         db.execute("INSERT INTO runs (run_id, experiment, task, method, seed, spec_json, status, attempts) "
                    "VALUES (?, 'old', ?, ?, 0, ?, ?, 1)", (run_id, task, method, spec_json, status))
         if status == "done":
-            db.execute("INSERT INTO records VALUES (?, 0, ?, NULL, ?)", (run_id, method or "sae_topk", '{"mcc_ood": 0.8}'))
+            db.execute(
+                "INSERT INTO records VALUES (?, 0, ?, NULL, ?)", (run_id, method or "sae_topk", '{"mcc_ood": 0.8}')
+            )
     db.commit()
     db.close()
 
@@ -339,8 +359,9 @@ def test_a_schema_1_store_is_read_in_todays_terms_without_touching_the_file(tmp_
         assert runs["surgery.frozen_decoder"].method == "sae_topk"  # the column follows the subject
         assert runs["method"].spec["data"]["generator"] == "compositional"
         assert runs["method"].spec["data"]["input_dim"] == 13  # derived fields explicit, as in a new run
-        assert runs["method"].run_id == _today("method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab",
-                                                          "study_metrics": False}).run_id
+        assert runs["method"].run_id == _today(
+            "method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False}
+        ).run_id
         assert [row["mcc_ood"] for row in store.records()] == [0.8, 0.8]
     assert path.read_bytes() == before
     assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (1,)

@@ -15,9 +15,9 @@ import pytest
 import torch
 
 from dictlab.data import make_compositional
+from dictlab.experiments.runs import Record, RunSpec
 from dictlab.experiments.store import ResultStore
 from dictlab.experiments.sweep import RunFailed, SweepInterrupted, check_specs, plan_batches, run_sweep
-from dictlab.experiments.runs import Record, RunSpec
 from dictlab.experiments.tasks import TASKS, register_task
 from dictlab.models.io import load_model
 
@@ -25,7 +25,9 @@ DATA = {"num_latents": 24, "k": 3, "n_samples": 400}
 
 
 def method_spec(seed: int, method: str = "fista_oracle", experiment: str = "unit", **overrides: object) -> RunSpec:
-    return RunSpec(experiment=experiment, task="method", data=DATA, seed=seed, params={"method": method, "overrides": overrides})
+    return RunSpec(
+        experiment=experiment, task="method", data=DATA, seed=seed, params={"method": method, "overrides": overrides}
+    )
 
 
 # Test tasks live in this process only (the local executor), registered once per session.
@@ -80,7 +82,8 @@ def _snapshot(path) -> dict[str, tuple[str, str | None, int, int]]:
         return {
             run_id: (status, finished, attempts, n)
             for run_id, status, finished, attempts, n in db.execute(
-                "SELECT run_id, status, finished_at, attempts, (SELECT COUNT(*) FROM records r WHERE r.run_id = runs.run_id) "
+                "SELECT run_id, status, finished_at, attempts, "
+                "(SELECT COUNT(*) FROM records r WHERE r.run_id = runs.run_id) "
                 "FROM runs"
             )
         }
@@ -142,7 +145,9 @@ def test_sigkill_midway_then_the_same_sweep_completes_every_run_exactly_once(tmp
 
 def test_a_failing_run_is_stored_with_its_traceback_and_retried_next_time(store):
     FLAKY_CALLS.clear()
-    specs = [RunSpec(experiment="flaky", task="test.flaky", data=DATA, seed=s, params={"fail_seeds": [1]}) for s in range(3)]
+    specs = [
+        RunSpec(experiment="flaky", task="test.flaky", data=DATA, seed=s, params={"fail_seeds": [1]}) for s in range(3)
+    ]
     first = run_sweep(specs, store, progress=False)
     assert (first.total, first.ran, first.failed, first.skipped_done) == (3, 2, 1, 0)
     [failed] = store.runs(status="failed")
@@ -159,7 +164,9 @@ def test_a_failing_run_is_stored_with_its_traceback_and_retried_next_time(store)
 
 
 def test_fail_fast_stops_at_the_first_failure(store):
-    specs = [RunSpec(experiment="ff", task="test.flaky", data=DATA, seed=s, params={"always": s == 1}) for s in range(4)]
+    specs = [
+        RunSpec(experiment="ff", task="test.flaky", data=DATA, seed=s, params={"always": s == 1}) for s in range(4)
+    ]
     with pytest.raises(RunFailed, match="boom at seed 1") as caught:
         run_sweep(specs, store, progress=False, fail_fast=True)
     assert caught.value.summary.not_run == 2
@@ -167,7 +174,10 @@ def test_fail_fast_stops_at_the_first_failure(store):
 
 
 def test_ctrl_c_keeps_finished_runs_and_leaves_the_cut_one_running(store):
-    specs = [RunSpec(experiment="int", task="test.interrupt", data=DATA, seed=s, params={"interrupt_at": 1}) for s in range(3)]
+    specs = [
+        RunSpec(experiment="int", task="test.interrupt", data=DATA, seed=s, params={"interrupt_at": 1})
+        for s in range(3)
+    ]
     with pytest.raises(SweepInterrupted) as caught:
         run_sweep(specs, store, progress=False)
     assert isinstance(caught.value, KeyboardInterrupt)
@@ -189,7 +199,10 @@ def test_duplicate_specs_run_once(store):
         (method_spec(0, "sae_nope"), "unknown method 'sae_nope'; allowed: "),
         (method_spec(0, "fista_oracle", lam=-1.0), "method fista_oracle: lam=-1.0"),
         (method_spec(0, "sae_topk", learning_rate=1.0), "unknown parameter\\(s\\) learning_rate; allowed:"),
-        (RunSpec(experiment="e", task="method", data=DATA, seed=0, params={"method": "pca", "recipee": "study"}), "params.recipee"),
+        (
+            RunSpec(experiment="e", task="method", data=DATA, seed=0, params={"method": "pca", "recipee": "study"}),
+            "params.recipee",
+        ),
         (RunSpec(experiment="e", task="no_such_task", data=DATA, seed=0), "unknown task 'no_such_task'; allowed: "),
     ],
 )
@@ -223,8 +236,8 @@ def test_plan_batches_keep_runs_that_share_a_fit_together():
     differ = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0), method_spec(0, "dl_lista", max_rounds=6),
               method_spec(0, "sae_topk")]
     assert _batch_methods(differ) == [["dl_fista"], ["fista_oracle"], ["dl_lista"], ["sae_topk"]]  # two DL-FISTA fits
-    same = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0), method_spec(0, "dl_lista", max_rounds=5, epochs=1),
-            method_spec(0, "sae_topk")]
+    same = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0),
+            method_spec(0, "dl_lista", max_rounds=5, epochs=1), method_spec(0, "sae_topk")]
     assert _batch_methods(same) == [["dl_fista", "dl_lista"], ["fista_oracle"], ["sae_topk"]]
     # the same fit on another seed or other data is another fit
     other_seed = [method_spec(0, "dl_fista", max_rounds=5), method_spec(1, "dl_lista", max_rounds=5)]
@@ -237,7 +250,9 @@ def test_plan_batches_keep_runs_that_share_a_fit_together():
 
 def test_plan_batches_merge_every_batch_a_run_links():
     runs = [method_spec(0, "fista_oracle", lam=lam) for lam in (0.1, 0.2, 0.3, 0.4, 0.5)]
-    keys = dict(zip((run.run_id for run in runs), map(frozenset, ({"x"}, {"y"}, set(), {"x", "y"}, {"z"})), strict=True))
+    keys = dict(
+        zip((run.run_id for run in runs), map(frozenset, ({"x"}, {"y"}, set(), {"x", "y"}, {"z"})), strict=True)
+    )
     batches = plan_batches(runs, keys)
     assert [[runs.index(run) for run in batch] for batch in batches] == [[0, 1, 3], [2], [4]]  # 3 links 0's and 1's
 
@@ -248,7 +263,9 @@ def test_a_sweep_fits_a_shared_fit_once(store, monkeypatch):
     fits = []
     original = DLFista.fit
     monkeypatch.setattr(DLFista, "fit", lambda self, y, context=None: fits.append(1) or original(self, y, context))
-    runs = [method_spec(0, "dl_fista", max_rounds=4), method_spec(0), method_spec(0, "dl_lista", max_rounds=4, epochs=1)]
+    runs = [
+        method_spec(0, "dl_fista", max_rounds=4), method_spec(0), method_spec(0, "dl_lista", max_rounds=4, epochs=1)
+    ]
     summary = run_sweep(runs, store, progress=False)
     assert (summary.ran, summary.failed) == (3, 0) and len(fits) == 1
     rows = {row["label"]: row for row in store.records()}
@@ -258,7 +275,8 @@ def test_a_sweep_fits_a_shared_fit_once(store, monkeypatch):
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_results(tmp_path):
     runs = [method_spec(seed, method, **overrides) for seed in (0, 1) for method, overrides in (
-        ("fista_oracle", {}), ("dl_fista", {"max_rounds": 6}), ("linear_probe", {}), ("dl_lista", {"max_rounds": 6, "epochs": 1})
+        ("fista_oracle", {}), ("dl_fista", {"max_rounds": 6}), ("linear_probe", {}),
+        ("dl_lista", {"max_rounds": 6, "epochs": 1}),
     )]
     results = {}
     for jobs in (1, 2):

@@ -142,7 +142,7 @@ def test_follows_input_dtype_and_rejects_bad_input():
     y = torch.randn(4, 5, generator=g)
     assert matching_pursuit(y, d, 3).codes.dtype == torch.float32
     assert bool((matching_pursuit(y, d, 0).codes == 0).all())
-    with pytest.raises(ValueError, match="unit norm.*row 2"):
+    with pytest.raises(ValueError, match=r"unit norm.*row 2"):
         bad = d.clone()
         bad[2] *= 1.01
         matching_pursuit(y, bad, 3)

@@ -19,8 +19,8 @@ from dictlab.learners.dictionary_update import (
     replace_atoms,
 )
 from dictlab.learners.dl_fista import DLFista, DLFistaConfig, alternating_round, extrapolate, grow_dictionary
-from dictlab.models.base import derived_generator
 from dictlab.models import FitContext, load_model, save_model
+from dictlab.models.base import derived_generator
 
 
 def matched_cosines(learned: torch.Tensor, true: torch.Tensor) -> np.ndarray:

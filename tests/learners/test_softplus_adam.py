@@ -26,7 +26,11 @@ def fitted(data):
 
 @settings(max_examples=30, deadline=None)
 @given(
-    n=st.integers(1, 20), p=st.integers(1, 15), m=st.integers(1, 10), lam=st.floats(0.0, 2.0), seed=st.integers(0, 10**6)
+    n=st.integers(1, 20),
+    p=st.integers(1, 15),
+    m=st.integers(1, 10),
+    lam=st.floats(0.0, 2.0),
+    seed=st.integers(0, 10**6),
 )
 def test_study_loss_is_a_scaled_lasso_with_the_effective_lambda(n, p, m, lam, seed):
     # MSE(ZD, Y) + λ·mean(Z ⊙ ‖D_j‖) = (2/(N m)) Σ_i [½‖y_i − u_i D̂‖² + λ_eff ‖u_i‖₁], u = Z ⊙ ‖D_j‖, λ_eff = λm/(2p)

@@ -94,7 +94,9 @@ def separable(n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
 def test_probe_is_perfect_on_linearly_separable_data(C, standardize):
     fit_x, fit_y = separable(400, seed=0)
     test_x, test_y = separable(400, seed=1)
-    accuracy = probe_accuracy(fit_x, fit_y, {"fit": (fit_x, fit_y), "test": (test_x, test_y)}, C=C, standardize=standardize)
+    accuracy = probe_accuracy(
+        fit_x, fit_y, {"fit": (fit_x, fit_y), "test": (test_x, test_y)}, C=C, standardize=standardize
+    )
     assert accuracy == {"fit": 1.0, "test": 1.0}
 
 

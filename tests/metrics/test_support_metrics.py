@@ -68,5 +68,5 @@ def test_rejects_bad_assignments():
         support_metrics(TRUE, CODES, torch.tensor([0, 1]))
     with pytest.raises(ValueError, match="-1 or a unit index"):
         support_metrics(TRUE, CODES, torch.tensor([0, 1, 4]))
-    with pytest.raises(ValueError, match="torch.long"):
+    with pytest.raises(ValueError, match=r"torch.long"):
         support_metrics(TRUE, CODES, torch.tensor([0.0, 1.0, 2.0]))

@@ -51,7 +51,9 @@ def test_a_malformed_config_is_refused_in_one_line(saved, changes, message):
 
 
 def test_a_folder_of_no_known_format_lists_the_formats(tmp_path):
-    with pytest.raises(ValueError, match=r"holds none of the model files config.json \(dictlab\), .*cfg.json \(saelens\)"):
+    with pytest.raises(
+        ValueError, match=r"holds none of the model files config.json \(dictlab\), .*cfg.json \(saelens\)"
+    ):
         load_model(tmp_path)
 
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dictlab.experiments.store import ResultStore
 from dictlab.experiments.runs import Record, RunSpec
+from dictlab.experiments.store import ResultStore
 
 SEEDS = (0, 1, 2)
 LATENTS = (20, 40, 80)
@@ -59,10 +59,12 @@ def fill_store(path: Path) -> Path:
                 spec = RunSpec(experiment="frozen", task="surgery.frozen_decoder", data=data(20), seed=seed,
                                params={"method": sae, "recipe": "dictlab"})
                 records = [
-                    Record(sae, {"mcc_ood": frozen_value("own", sae, seed), "mcc_chance_ood": 0.1, "dict_mean_cosine": 0.5}),
+                    Record(sae, {"mcc_ood": frozen_value("own", sae, seed), "mcc_chance_ood": 0.1,
+                                 "dict_mean_cosine": 0.5}),
                     Record(f"fista+{sae}", {"mcc_ood": frozen_value("fista", sae, seed), "mcc_chance_ood": 0.1,
                                             "dict_mean_cosine": 0.5}),
-                    Record("fista_oracle", {"mcc_ood": oracle_value(seed), "mcc_chance_ood": 0.1, "dict_mean_cosine": 1.0}),
+                    Record("fista_oracle", {"mcc_ood": oracle_value(seed), "mcc_chance_ood": 0.1,
+                                            "dict_mean_cosine": 1.0}),
                 ]
                 store.finish(spec, records, {}, VERSIONS)
 

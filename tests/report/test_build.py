@@ -75,7 +75,7 @@ def test_sweep_tables_hold_mean_and_std_over_seeds(page: Path):
     assert header == ["label", *(f"num_latents={p}" for p in LATENTS)]
     assert [row[0] for row in body] == list(SWEEP_METHODS)
     for row in body:
-        for p, cell in zip(LATENTS, row[1:]):
+        for p, cell in zip(LATENTS, row[1:], strict=True):
             assert cell == _mean_std([sweep_value(row[0], p, s) for s in SEEDS])
     summary = tables["sweep-method-summary"]
     column = summary[0].index("MCC (ID)")
@@ -124,7 +124,9 @@ def test_experiment_filter_and_rows_input_give_the_same_section(store_path: Path
     from_rows = read_page(build_report(rows, tmp_path / "b", formats=("png",)))
     key = "frozen-surgery-frozen_decoder-summary"
     assert from_store.tables[key] == from_rows.tables[key]
-    assert [a["id"] for t, a in from_store.tags if t == "figure"] == [a["id"] for t, a in from_rows.tags if t == "figure"]
+    assert [a["id"] for t, a in from_store.tags if t == "figure"] == [
+        a["id"] for t, a in from_rows.tags if t == "figure"
+    ]
     assert not any(k.startswith("sweep") for k in from_store.tables)
     assert from_rows.tables["runs"][1][3:] == ["–", "–"]  # rows alone cannot know about failures
 
@@ -152,6 +154,8 @@ def test_bad_input_is_refused_with_a_message(store_path: Path, tmp_path: Path):
 def test_missing_metrics_are_skipped_not_fatal(tmp_path: Path):
     path = fill_store(tmp_path / "s.sqlite")
     with ResultStore(path) as store:
-        rows = [{k: v for k, v in r.items() if k not in ("acc_ood", "auc_ood")} for r in store.records(experiment="sweep")]
+        rows = [
+            {k: v for k, v in r.items() if k not in ("acc_ood", "auc_ood")} for r in store.records(experiment="sweep")
+        ]
     reader = read_page(build_report(rows, tmp_path / "out", formats=("png",)))
     assert sorted(a["id"] for t, a in reader.tags if t == "figure") == ["sweep-method-mcc_id", "sweep-method-mcc_ood"]

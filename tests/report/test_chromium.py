@@ -37,7 +37,8 @@ window.addEventListener("load", () => {  // fires once every image has loaded or
   const out = document.createElement("pre");
   out.id = "render-check";
   out.textContent = JSON.stringify({
-    images: images.map(i => ({id: i.id, w: i.naturalWidth, h: i.naturalHeight, shown: i.getBoundingClientRect().width})),
+    images: images.map(i => ({id: i.id, w: i.naturalWidth, h: i.naturalHeight, \
+shown: i.getBoundingClientRect().width})),
     figures: document.querySelectorAll("figure img, figure svg").length,
     tables: document.querySelectorAll("table").length,
   });

@@ -90,7 +90,9 @@ def test_bar_figure_groups_subjects_bars_arms_and_draws_the_oracle_once_per_seed
 
 
 def test_bar_figure_without_subjects_has_one_bar_per_label():
-    rows = [{"label": m, "seed": s, "step": None, "auc_ood": v + s} for m, v in (("a", 0.1), ("b", 0.2)) for s in (0, 1)]
+    rows = [
+        {"label": m, "seed": s, "step": None, "auc_ood": v + s} for m, v in (("a", 0.1), ("b", 0.2)) for s in (0, 1)
+    ]
     spec = bar_figure(rows, "auc_ood", [], [], "key")
     (panel,) = spec.panels
     assert panel.groups == ("a", "b") and [s.mean for s in panel.bars[0].values] == pytest.approx([0.6, 0.7])
@@ -100,7 +102,9 @@ def _warmstart_rows() -> list[dict]:
     rows = []
     for seed in (0, 1):
         base = {"seed": seed, "data.num_latents": 20, "params.method": "sae_topk"}
-        rows += [{**base, "label": "warm+sae_topk", "step": float(n), "mcc_ood": 0.5 + 0.01 * n} for n in (0, 1, 10, 100)]
+        rows += [
+            {**base, "label": "warm+sae_topk", "step": float(n), "mcc_ood": 0.5 + 0.01 * n} for n in (0, 1, 10, 100)
+        ]
         rows += [{**base, "label": "cold+sae_topk", "step": float(n), "mcc_ood": 0.4 + 0.001 * n} for n in (1, 10, 100)]
         rows += [{**base, "label": "fista_oracle", "step": 100.0, "mcc_ood": 0.97},
                  {**base, "label": "to_tolerance+sae_topk", "step": None, "iters_saved_ood": 10.0}]

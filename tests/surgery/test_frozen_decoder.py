@@ -8,7 +8,6 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from dictlab.data import make_compositional
 from dictlab.experiments.tasks import TASKS
 from dictlab.inference import FistaSolver
 from dictlab.models import SparseCodingModel
@@ -61,7 +60,9 @@ def test_oracle_norms_restore_the_oracle_codes_of_a_permuted_rescaled_truth(data
     arms = {v.label: v for v in frozen_decoder_variants(data64, model, FrozenDecoderParams())}
     oracle = arms["fista_oracle"].codes
     for split in ("id", "ood"):
-        torch.testing.assert_close(arms["oracle_norms+sae_topk"].codes[split], oracle[split][:, perm], rtol=0, atol=1e-10)
+        torch.testing.assert_close(
+            arms["oracle_norms+sae_topk"].codes[split], oracle[split][:, perm], rtol=0, atol=1e-10
+        )
         torch.testing.assert_close(arms["renormed+sae_topk"].codes[split], oracle[split][:, perm], rtol=0, atol=1e-10)
         # raw FISTA on the rescaled atoms solves a differently weighted Lasso: different codes
         assert float((arms["fista+sae_topk"].codes[split] - oracle[split][:, perm]).abs().max()) > 1e-3
@@ -100,7 +101,9 @@ def test_frozen_fista_subtracts_the_offset(data64):
     model = SparseCodingModel(data64.dictionary, offset=b)
     shifted_arms = {v.label: v for v in frozen_decoder_variants(shifted, model, FrozenDecoderParams())}
     plain_oracle = {v.label: v for v in frozen_decoder_variants(data64, model, FrozenDecoderParams())}["fista_oracle"]
-    torch.testing.assert_close(shifted_arms["fista+sae_topk"].codes["ood"], plain_oracle.codes["ood"], rtol=0, atol=1e-10)
+    torch.testing.assert_close(
+        shifted_arms["fista+sae_topk"].codes["ood"], plain_oracle.codes["ood"], rtol=0, atol=1e-10
+    )
 
 
 def test_float32_data_on_a_fitted_sae(data, sae):

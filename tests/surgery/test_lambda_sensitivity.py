@@ -27,7 +27,9 @@ def test_task_records_one_arm_per_lambda(data):
 
 
 def test_truth_as_decoder_equals_the_oracle_at_every_lambda_and_large_lambda_zeroes_codes(data64):
-    lam_max = float((data64["id"].y @ data64.dictionary.T).max().clamp_min((data64["ood"].y @ data64.dictionary.T).max()))
+    lam_max = float(
+        (data64["id"].y @ data64.dictionary.T).max().clamp_min((data64["ood"].y @ data64.dictionary.T).max())
+    )
     lam_max = max(lam_max, float((data64.train.y @ data64.dictionary.T).max()))
     model = SparseCodingModel(data64.dictionary, FistaSolver(max_iter=2))
     params = LambdaSensitivityParams(lams=[0.05, 0.5, lam_max * 1.01], max_iter=40)

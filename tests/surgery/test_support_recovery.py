@@ -32,7 +32,7 @@ def test_task_records_every_arm(data):
     for r in records:
         for split in ("id", "ood"):
             p, rec, f1 = (r.metrics[f"support_{name}_{split}"] for name in ("precision", "recall", "f1"))
-            assert 0 <= min(p, rec, f1) and max(p, rec, f1) <= 1
+            assert min(p, rec, f1) >= 0 and max(p, rec, f1) <= 1
     by_label = {r.label: r.metrics for r in records}
     # the least-squares arm keeps the SAE's support (only clamping at 0 can remove atoms)
     assert by_label["support_lstsq+sae_topk"]["l0_id"] <= by_label["sae_topk"]["l0_id"] + 1e-9

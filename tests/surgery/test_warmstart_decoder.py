@@ -25,7 +25,7 @@ def test_task_records_budgets_traces_and_oracle(data):
         *[("cold_dl_rounds+sae_topk", float(n)) for n in range(1, 5)],
         ("fista_oracle", 4.0),
     ]
-    by_key = {k: r.metrics for k, r in zip(keys, records)}
+    by_key = {k: r.metrics for k, r in zip(keys, records, strict=True)}
     for arm in ("warm_dl", "cold_dl"):
         top, trace_end = by_key[(f"{arm}+sae_topk", 4.0)], by_key[(f"{arm}_rounds+sae_topk", 4.0)]
         assert top["n_rounds"] == 4.0
@@ -56,6 +56,11 @@ def test_round_zero_is_fista_on_the_normalised_decoder_and_cold_ignores_the_deco
         assert start[name] == pytest.approx(oracle[name], abs=1e-12), name
     # the cold arm starts from the same seeded random draw whatever the decoder was
     for name in ("mcc_ood", "dict_mean_cosine", "l0_id"):
-        assert records[("cold_dl+sae_topk", 3.0)][name] == pytest.approx(others[("cold_dl+sae_topk", 3.0)][name], abs=1e-12)
+        assert records[("cold_dl+sae_topk", 3.0)][name] == pytest.approx(
+            others[("cold_dl+sae_topk", 3.0)][name], abs=1e-12
+        )
     # and starting at the truth stays far ahead of starting at random after 3 rounds
-    assert records[("warm_dl+sae_topk", 3.0)]["dict_mean_cosine"] > records[("cold_dl+sae_topk", 3.0)]["dict_mean_cosine"] + 0.1
+    assert (
+        records[("warm_dl+sae_topk", 3.0)]["dict_mean_cosine"]
+        > records[("cold_dl+sae_topk", 3.0)]["dict_mean_cosine"] + 0.1
+    )

@@ -24,8 +24,8 @@ from pydantic import Field, model_validator
 
 from dictlab.config import parse_config
 from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthDataset, Split
-from dictlab.data.generators import check_seed, register_generator
 from dictlab.data.dictionaries import random_unit_dictionary
+from dictlab.data.generators import check_seed, register_generator
 from dictlab.data.sampling import sample_distinct
 from dictlab.data.sparse_codes import SparseCodes
 from dictlab.validation import check_positive
@@ -129,7 +129,9 @@ def _sample_codes(
     return SparseCodes(indices, values.to(dtype), p)
 
 
-def _observe(codes: SparseCodes, dictionary: torch.Tensor, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+def _observe(
+    codes: SparseCodes, dictionary: torch.Tensor, noise_std: float, generator: torch.Generator
+) -> torch.Tensor:
     y = codes.decode(dictionary)
     if noise_std > 0:
         y = y + noise_std * torch.randn(y.shape, generator=generator, dtype=y.dtype)
@@ -175,5 +177,9 @@ def make_compositional(
     (``fields`` update ``config`` when both are given). Splits ``train``, ``id`` and ``ood``."""
     check_seed(seed)
     base = config.model_dump() if config is not None else {}
-    settings = parse_config(CompositionalConfig, {**base, **fields}, where="make_compositional") if fields or config is None else config
+    settings = (
+        parse_config(CompositionalConfig, {**base, **fields}, where="make_compositional")
+        if fields or config is None
+        else config
+    )
     return generate_compositional(settings, seed, dtype).to(device)

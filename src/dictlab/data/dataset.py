@@ -104,7 +104,9 @@ class GroundTruthDataset:
         p, m = self.dictionary.shape
         for name, split in self.splits.items():
             if split.y.ndim != 2 or split.y.shape[1] != m:
-                raise ValueError(f"split {name!r}: y must be (N, {m}) for a ({p}, {m}) dictionary, got {tuple(split.y.shape)}")
+                raise ValueError(
+                    f"split {name!r}: y must be (N, {m}) for a ({p}, {m}) dictionary, got {tuple(split.y.shape)}"
+                )
             if split.codes is not None and split.codes.num_latents != p:
                 raise ValueError(f"split {name!r}: codes have {split.codes.num_latents} latents, the dictionary {p}")
 
@@ -120,7 +122,9 @@ class GroundTruthDataset:
         try:
             return self.splits[name]
         except KeyError:
-            raise ValueError(f"this {self.generator} dataset has no split {name!r}; it has {', '.join(self.splits)}") from None
+            raise ValueError(
+                f"this {self.generator} dataset has no split {name!r}; it has {', '.join(self.splits)}"
+            ) from None
 
     def evaluation_splits(self) -> dict[str, Split]:
         """Every split but ``train``, in order (``id``, ``ood`` for the compositional generator)."""

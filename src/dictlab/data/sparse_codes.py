@@ -25,7 +25,8 @@ class SparseCodes:
     def __post_init__(self) -> None:
         if self.indices.shape != self.values.shape or self.indices.ndim != 2:
             raise ValueError(
-                f"indices and values must both be (N, k); got {tuple(self.indices.shape)} and {tuple(self.values.shape)}"
+                f"indices and values must both be (N, k); got {tuple(self.indices.shape)} "
+                f"and {tuple(self.values.shape)}"
             )
 
     def __len__(self) -> int:

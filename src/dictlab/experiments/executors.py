@@ -15,7 +15,7 @@ import multiprocessing
 import os
 import signal
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import Protocol
@@ -30,8 +30,14 @@ Batches = Sequence[Sequence[RunSpec]]
 
 class Executor(Protocol):
     def run(
-        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
-    ) -> Iterator[tuple[RunSpec, RunOutcome]]: ...
+        self,
+        batches: Batches,
+        on_start: OnStart,
+        *,
+        artifacts: bool = False,
+        progress: bool = False,
+        device: str = "cpu",
+    ) -> Generator[tuple[RunSpec, RunOutcome], None, None]: ...
 
 
 def _failure(spec: RunSpec, message: str) -> RunOutcome:
@@ -83,14 +89,22 @@ class LocalExecutor:
 
     def __init__(self, jobs: int | None = None, address: str | None = None, threads: int | None = None) -> None:
         if jobs not in (None, 1):
-            raise ValueError(f"executor 'local' runs one run at a time, got jobs={jobs}; use executor 'process' for jobs > 1")
+            raise ValueError(
+                f"executor 'local' runs one run at a time, got jobs={jobs}; use executor 'process' for jobs > 1"
+            )
         if address is not None:
             raise ValueError("address is only for executor 'ray'")
         self.threads = _check_threads(threads)
 
     def run(
-        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
-    ) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        self,
+        batches: Batches,
+        on_start: OnStart,
+        *,
+        artifacts: bool = False,
+        progress: bool = False,
+        device: str = "cpu",
+    ) -> Generator[tuple[RunSpec, RunOutcome], None, None]:
         import torch
 
         before = torch.get_num_threads()
@@ -120,8 +134,14 @@ class ProcessExecutor:
         return spawn_pool(self.jobs, self.threads)
 
     def run(
-        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
-    ) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        self,
+        batches: Batches,
+        on_start: OnStart,
+        *,
+        artifacts: bool = False,
+        progress: bool = False,
+        device: str = "cpu",
+    ) -> Generator[tuple[RunSpec, RunOutcome], None, None]:
         queue = list(reversed(batches))
         in_flight: dict[Future[list[RunOutcome]], Sequence[RunSpec]] = {}
         pool = self._pool()
@@ -143,7 +163,7 @@ class ProcessExecutor:
                     except BrokenProcessPool:
                         broken = True
                         outcomes = [_failure(spec, _WORKER_DIED + traceback.format_exc()) for spec in batch]
-                    except Exception:  # noqa: BLE001 - e.g. an outcome that could not be sent back
+                    except Exception:  # e.g. an outcome that could not be sent back
                         outcomes = [_failure(spec, traceback.format_exc()) for spec in batch]
                     yield from _outcomes(batch, outcomes)
                 if broken:
@@ -200,8 +220,14 @@ class RayExecutor:
         self.threads = _check_threads(threads) or 1
 
     def run(
-        self, batches: Batches, on_start: OnStart, *, artifacts: bool = False, progress: bool = False, device: str = "cpu"
-    ) -> Iterator[tuple[RunSpec, RunOutcome]]:
+        self,
+        batches: Batches,
+        on_start: OnStart,
+        *,
+        artifacts: bool = False,
+        progress: bool = False,
+        device: str = "cpu",
+    ) -> Generator[tuple[RunSpec, RunOutcome], None, None]:
         if not batches:
             return  # nothing to do: do not start or join a cluster
         import ray
@@ -226,7 +252,7 @@ class RayExecutor:
                     batch = in_flight.pop(ref)
                     try:
                         outcomes = ray.get(ref)
-                    except Exception:  # noqa: BLE001 - worker crash, lost node: the runs failed, the sweep goes on
+                    except Exception:  # worker crash, lost node: the runs failed, the sweep goes on
                         outcomes = [_failure(spec, traceback.format_exc()) for spec in batch]
                     yield from _outcomes(batch, outcomes)
         finally:

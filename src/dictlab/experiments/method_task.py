@@ -53,7 +53,9 @@ def fit_method(
     model = build_method(name, Problem.of(data), overrides, recipe)
     truth = data.train.codes
     if METHODS[name].supervised and truth is None:
-        raise ValueError(f"method {name} is supervised and needs true training codes; this {data.generator} data has none")
+        raise ValueError(
+            f"method {name} is supervised and needs true training codes; this {data.generator} data has none"
+        )
     context = FitContext(
         seed=seed,
         ground_truth=data.dictionary if track_dynamics else None,

@@ -85,7 +85,7 @@ class RunSpec(Config):
     @field_validator("params")
     @classmethod
     def _json_params(cls, params: dict[str, Any]) -> dict[str, Any]:
-        return json_value(params, "params")  # type: ignore[no-any-return]
+        return json_value(params, "params")
 
     @property
     def method(self) -> str | None:

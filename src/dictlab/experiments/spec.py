@@ -99,7 +99,8 @@ class ExperimentSpec(Config):
         for key, values in self.grid.items():
             if key not in allowed:
                 raise ValueError(
-                    f"unknown grid field {key!r}; allowed: {', '.join(sorted(allowed))} (the fields of generator {generator})"
+                    f"unknown grid field {key!r}; allowed: {', '.join(sorted(allowed))} "
+                    f"(the fields of generator {generator})"
                 )
             if not values:
                 raise ValueError(f"grid.{key} is empty; give at least one value")
@@ -142,11 +143,14 @@ class ExperimentSpec(Config):
         for i, method in enumerate(self.methods):
             if method not in METHODS:
                 raise ValueError(
-                    f"experiment {self.name}: methods[{i}] = {method!r} is not a method; allowed: {', '.join(METHODS.names())}"
+                    f"experiment {self.name}: methods[{i}] = {method!r} is not a method; "
+                    f"allowed: {', '.join(METHODS.names())}"
                 )
         for method in self.method_params:
             if method not in self.methods:
-                raise ValueError(f"experiment {self.name}: method_params.{method} names a method not in methods {self.methods}")
+                raise ValueError(
+                    f"experiment {self.name}: method_params.{method} names a method not in methods {self.methods}"
+                )
         runs = []
         for point in self.points():
             for method in self.methods:
@@ -173,7 +177,9 @@ def load_spec(path: str | Path) -> ExperimentSpec:
 
 
 def preset_names() -> list[str]:
-    return sorted(p.name.removesuffix(".toml") for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in resources.files(PRESET_PACKAGE).iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_preset(name: str) -> ExperimentSpec:
@@ -192,9 +198,13 @@ def apply_overrides(spec: ExperimentSpec, assignments: list[str]) -> ExperimentS
         path, sep, text = item.partition("=")
         keys = [k for k in path.split(".") if k]
         if not sep or not keys:
-            raise ValueError(f"--set: cannot read {item!r}; allowed form: FIELD.SUBFIELD=VALUE, e.g. data.n_samples=1000")
+            raise ValueError(
+                f"--set: cannot read {item!r}; allowed form: FIELD.SUBFIELD=VALUE, e.g. data.n_samples=1000"
+            )
         if keys[0] not in ExperimentSpec.model_fields:
-            raise ValueError(f"--set {item}: unknown field {keys[0]!r}; allowed: {', '.join(ExperimentSpec.model_fields)}")
+            raise ValueError(
+                f"--set {item}: unknown field {keys[0]!r}; allowed: {', '.join(ExperimentSpec.model_fields)}"
+            )
         target = raw
         for key in keys[:-1]:
             target = target.setdefault(key, {})

@@ -191,7 +191,13 @@ class ResultStore:
         """Store a finished run — status ``done``, timings, versions and all records — in one transaction."""
         run_id = spec.run_id
         rows = [
-            (run_id, idx, str(r[0]), None if len(r) < 3 or r[2] is None else float(r[2]), json.dumps(finite_or_none(r[1]), allow_nan=False))
+            (
+                run_id,
+                idx,
+                str(r[0]),
+                None if len(r) < 3 or r[2] is None else float(r[2]),
+                json.dumps(finite_or_none(r[1]), allow_nan=False),
+            )
             for idx, r in enumerate(records)
         ]
         with self._transaction():
@@ -208,9 +214,17 @@ class ResultStore:
                 attempts=max(attempts, 1),
             )
             self._db.execute("DELETE FROM records WHERE run_id = ?", (run_id,))
-            self._db.executemany("INSERT INTO records (run_id, idx, label, step, metrics_json) VALUES (?, ?, ?, ?, ?)", rows)
+            self._db.executemany(
+                "INSERT INTO records (run_id, idx, label, step, metrics_json) VALUES (?, ?, ?, ?, ?)", rows
+            )
 
-    def fail(self, spec: RunSpec, error: str, timings: dict[str, float] | None = None, versions: dict[str, str] | None = None) -> None:
+    def fail(
+        self,
+        spec: RunSpec,
+        error: str,
+        timings: dict[str, float] | None = None,
+        versions: dict[str, str] | None = None,
+    ) -> None:
         """Store a run as ``failed`` with its error (traceback) text; it is re-tried by the next sweep."""
         run_id = spec.run_id
         with self._transaction():
@@ -302,9 +316,13 @@ class ResultStore:
             + " ORDER BY runs.started_at, runs.run_id, records.idx"
         )
         rows = []
-        for run_id, experiment_, task_, method_, seed, label_, step, spec_json, timings_json, metrics_json in self._db.execute(sql, args):
+        for (
+            run_id, experiment_, task_, method_, seed, label_, step, spec_json, timings_json, metrics_json
+        ) in self._db.execute(sql, args):
             spec = json.loads(spec_json)
-            row: dict[str, Any] = dict(zip(RECORD_COLUMNS, (run_id, experiment_, task_, method_, seed, label_, step)))
+            row: dict[str, Any] = dict(
+                zip(RECORD_COLUMNS, (run_id, experiment_, task_, method_, seed, label_, step), strict=True)
+            )
             row.update(_flatten(spec.get("data", {}), "data."))
             row.update(_flatten(spec.get("params", {}), "params."))
             row.update({f"timing.{k}": v for k, v in (json.loads(timings_json) if timings_json else {}).items()})
@@ -411,7 +429,7 @@ def _tables(db: sqlite3.Connection, path: Path) -> set[str]:
 def _schema_version(db: sqlite3.Connection, path: Path) -> int:
     """The store's schema version; StoreError for a file that is not a dictlab store."""
     tables = _tables(db, path)
-    if not _TABLES <= tables:
+    if not tables >= _TABLES:
         what = "an empty database" if not tables else f"an SQLite database with tables {', '.join(sorted(tables))}"
         raise StoreError(f"{path} is not a dictlab results store ({what}); give a new path or a store dictlab wrote")
     found = [row[0] for row in db.execute("SELECT version FROM schema_version")]
@@ -540,7 +558,8 @@ def _migrate(db: sqlite3.Connection, *, from_version: int) -> list[tuple[str, st
         if old_id in keep:
             db.execute("UPDATE records SET run_id = ? WHERE run_id = ?", (new_id, old_id))
             db.execute(
-                "UPDATE runs SET run_id = ?, spec_json = ?, method = ? WHERE run_id = ?", (new_id, spec_json, method, old_id)
+                "UPDATE runs SET run_id = ?, spec_json = ?, method = ? WHERE run_id = ?",
+                (new_id, spec_json, method, old_id),
             )
     db.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
     return [(old, new) for old, (new, _, _) in renames.items() if old in keep and new != old]

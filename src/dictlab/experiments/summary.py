@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeGuard
 
 Row = dict[str, Any]
 # Row keys that describe a record rather than measure something.
@@ -29,7 +29,7 @@ class Stats:
         return {"mean": self.mean, "std": self.std, "n": self.n}
 
 
-def is_number(value: Any) -> bool:
+def is_number(value: Any) -> TypeGuard[int | float]:
     """True for finite int/float values (bools, None and NaN are not numbers here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -147,7 +147,7 @@ def _execute(
         timings = {**context.timings, "data_s": generated - start, "task_s": done - generated, "total_s": done - start}
         files = _read_tree(workdir) if workdir is not None else {}
         return RunOutcome(run_id, records, timings, versions, artifacts=files)
-    except Exception:  # noqa: BLE001 - a failed run is data: its traceback is stored
+    except Exception:  # a failed run is data: its traceback is stored
         return RunOutcome(run_id, None, timings, versions, error=traceback.format_exc())
     finally:
         if workdir is not None:

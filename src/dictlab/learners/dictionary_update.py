@@ -47,7 +47,8 @@ def least_squares_dictionary(codes: torch.Tensor, y: torch.Tensor, ridge: float 
     factor, info = torch.linalg.cholesky_ex(gram64)
     if int(info) == 0:
         return torch.cholesky_solve(rhs64, factor).to(y.dtype).contiguous()
-    return torch.linalg.lstsq(gram64.cpu(), rhs64.cpu(), driver="gelsd").solution.to(device=y.device, dtype=y.dtype).contiguous()
+    solution = torch.linalg.lstsq(gram64.cpu(), rhs64.cpu(), driver="gelsd").solution
+    return solution.to(device=y.device, dtype=y.dtype).contiguous()
 
 
 def normalize_atoms(dictionary: torch.Tensor, min_norm: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:

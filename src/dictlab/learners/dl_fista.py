@@ -88,7 +88,9 @@ class DLFistaConfig(Config):
         0.1, ge=0, description="Target λ (L1 weight) of the continuation; encode uses the λ training ended at."
     )
     lam_start: float | None = Field(
-        0.2, gt=0, description="λ of the first round (≥ lam), lowered towards lam by continuation; None: lam throughout."
+        0.2,
+        gt=0,
+        description="λ of the first round (≥ lam), lowered towards lam by continuation; None: lam throughout.",
     )
     anneal_factor: float = Field(0.7, gt=0, lt=1, description="Continuation: λ ← max(anneal_factor·λ, lam) ...")
     anneal_tol: float = Field(
@@ -105,7 +107,9 @@ class DLFistaConfig(Config):
     rescale_codes: bool = Field(
         False, description="Multiply codes by the atom norms when atoms are normalised (keeps Z D unchanged)."
     )
-    upkeep_every: int = Field(5, ge=0, description="Replace unused and duplicated atoms every this many rounds; 0: never.")
+    upkeep_every: int = Field(
+        5, ge=0, description="Replace unused and duplicated atoms every this many rounds; 0: never."
+    )
     momentum: float = Field(
         0.9, ge=0, lt=1, description="β of the dictionary extrapolation D ← normalise(D⁺ + β(D⁺ − D⁻)); 0: plain MOD."
     )
@@ -116,7 +120,9 @@ class DLFistaConfig(Config):
         100, ge=0, description="... for this many rounds (at most half the cap); then λ drops to lam and the "
         "other atoms are added, seeded from residuals, ..."
     )
-    growth_stages: int = Field(4, ge=1, description="... in this many equal steps spread evenly over the remaining rounds.")
+    growth_stages: int = Field(
+        4, ge=1, description="... in this many equal steps spread evenly over the remaining rounds."
+    )
     duplicate_cosine: float | None = Field(
         None,
         gt=0,
@@ -242,9 +248,9 @@ class DLFista(DictionaryModel):
     offset : (m,) bias removed from observations before fitting and encoding and added back on decoding
         (an SAE's ``b_dec`` in the warm-start surgery). None: 0.
 
-    After ``fit``: ``history`` holds one entry per logged round (step = the round, lam, change, replaced, mse_loss, l0, dead,
-    and with ``FitContext.ground_truth`` the matched dictionary quality), ``rounds_run`` the rounds run and
-    ``atoms_replaced`` the atoms replaced by upkeep over the whole fit.
+    After ``fit``: ``history`` holds one entry per logged round (step = the round, lam, change, replaced, mse_loss,
+    l0, dead, and with ``FitContext.ground_truth`` the matched dictionary quality), ``rounds_run`` the rounds run
+    and ``atoms_replaced`` the atoms replaced by upkeep over the whole fit.
     """
 
     kind: ClassVar[str] = "dl_fista"
@@ -266,7 +272,9 @@ class DLFista(DictionaryModel):
                     f"pass a ({width}, m) dictionary or set width=None"
                 )
         elif self.settings.width is None:
-            raise ValueError("DLFistaConfig.width is None and no initial_dictionary was given: set width (number of atoms)")
+            raise ValueError(
+                "DLFistaConfig.width is None and no initial_dictionary was given: set width (number of atoms)"
+            )
         if offset is not None:
             check_matrix("offset", offset.reshape(1, -1))
             if offset.ndim != 1:
@@ -327,7 +335,9 @@ class DLFista(DictionaryModel):
                     new, norms = normalize_atoms(fitted)
             if cfg.rescale_codes:
                 z = z * norms
-            change = float(torch.linalg.vector_norm(new - previous) / torch.linalg.vector_norm(previous).clamp_min(1e-12))
+            change = float(
+                torch.linalg.vector_norm(new - previous) / torch.linalg.vector_norm(previous).clamp_min(1e-12)
+            )
             d = extrapolate(new, previous, cfg.momentum, fresh=replaced)
             previous = new
             done = (
@@ -364,7 +374,9 @@ class DLFista(DictionaryModel):
             return normalize_atoms(start)[0]
         width = self.settings.width
         if width is None:
-            raise ValueError("DLFistaConfig.width is None and no initial_dictionary was given: set width (number of atoms)")
+            raise ValueError(
+                "DLFistaConfig.width is None and no initial_dictionary was given: set width (number of atoms)"
+            )
         return random_unit_dictionary(self.settings.initial_width(width), x.shape[1], generator, x.dtype).to(x.device)
 
     def _upkeep_due(self, round_index: int) -> bool:
@@ -418,7 +430,9 @@ class DLFista(DictionaryModel):
         settings = DLFistaConfig(**config.get("dl_fista", {}))
         dictionary = tensors["dictionary"]
         if settings.width is not None and dictionary.shape[0] != settings.width:
-            raise ValueError(f"saved dictionary has {dictionary.shape[0]} atoms but the config says width={settings.width}")
+            raise ValueError(
+                f"saved dictionary has {dictionary.shape[0]} atoms but the config says width={settings.width}"
+            )
         model = cls(settings.model_copy(update={"width": dictionary.shape[0]}), offset=tensors.get("offset"))
         model.rounds_run = int(config.get("rounds_run", 0))
         model.final_lam = float(config.get("final_lam", settings.lam))

@@ -178,10 +178,14 @@ class Lista(torch.nn.Module, DictionaryModel):
                 s = self.S[k]
                 v = y @ s.T if z is None else z + (y - z @ d) @ s.T
             else:
+                if self.W is None:  # set for tied and untied weights by reset_to_ista
+                    raise ValueError("LISTA has no weights yet: pass a dictionary to Lista(...) or call fit first")
                 w = self.W if cfg.weights == "tied" else self.W[k]
                 y_in = shared_input if shared_input is not None else y @ self.S[k].T
                 v = y_in if z is None else z @ w.T + y_in
             z = _prox(v, thresholds[k], cfg.nonneg)
+        if z is None:  # ListaConfig.n_layers >= 1
+            raise ValueError(f"LISTA needs at least one layer, got n_layers={cfg.n_layers}")
         return z
 
     # --- DictionaryModel ------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ class SoftplusAdamConfig(Config):
         "lasso: mean over rows of ½‖y − zD‖² + λ Σ_j ‖D_j‖ z_j.",
     )
     n_steps: int = Field(150, ge=0, description="Full-batch Adam steps (cap, see patience).")
-    lr: float = Field(0.05, gt=0, le=1, description="Adam learning rate of the pre-activation codes (initial, if adaptive).")
+    lr: float = Field(
+        0.05, gt=0, le=1, description="Adam learning rate of the pre-activation codes (initial, if adaptive)."
+    )
     dictionary_lr: float | None = Field(
         None, gt=0, le=1, description="Adam learning rate of the dictionary; None: the same as lr."
     )
@@ -71,14 +73,18 @@ class SoftplusAdamConfig(Config):
         False, description="The study's scheduler: ×1.1 on a new best loss, ×0.5 after 2 steps without, in [1e-6, 1]."
     )
     init_shift: float = Field(-4.0, description="Pre-activations start at N(0, 1) + init_shift (the study: -10).")
-    patience: int = Field(5000, ge=1, description="Stop after this many steps without a loss improvement > min_delta ...")
+    patience: int = Field(
+        5000, ge=1, description="Stop after this many steps without a loss improvement > min_delta ..."
+    )
     min_steps: int = Field(10_000, ge=0, description="... once more than this many steps have run.")
     min_delta: float = Field(1e-6, ge=0, description="Improvement of the loss that resets the patience count.")
     encode_iter: int = Field(
         100, ge=1, description="FISTA iterations of encode (the Lasso with λ_eff, D fixed); 200 gave the same MCC."
     )
     encode_tol: float | None = Field(None, gt=0, description="Relative-change tolerance of encode's FISTA; None: off.")
-    log_every: int = Field(50, ge=1, description="Steps between history entries (the first and last are always logged).")
+    log_every: int = Field(
+        50, ge=1, description="Steps between history entries (the first and last are always logged)."
+    )
 
     @classmethod
     def study(cls, **overrides: Any) -> SoftplusAdamConfig:
@@ -197,7 +203,9 @@ class SoftplusAdam(DictionaryModel):
                 break
         self.steps_run = step
         unit, _ = normalize_atoms(dictionary.detach())
-        solver = FistaSolver(lam=cfg.effective_lam(m, cfg.width), max_iter=cfg.encode_iter, tol=cfg.encode_tol, nonneg=True)
+        solver = FistaSolver(
+            lam=cfg.effective_lam(m, cfg.width), max_iter=cfg.encode_iter, tol=cfg.encode_tol, nonneg=True
+        )
         self._coder = SparseCodingModel(unit, solver)
         return self
 

@@ -142,7 +142,9 @@ def mcc(true_codes: ArrayLike, codes: ArrayLike) -> MCCResult:
     true = as_matrix("true_codes", true_codes)
     pred = as_matrix("codes", codes, rows=true.shape[0]).to(true.device)
     if true.shape[1] == 0 or pred.shape[1] == 0:
-        raise ValueError(f"mcc needs at least one true latent and one code unit, got shapes {tuple(true.shape)}, {tuple(pred.shape)}")
+        raise ValueError(
+            f"mcc needs at least one true latent and one code unit, got shapes {tuple(true.shape)}, {tuple(pred.shape)}"
+        )
     if true.shape[0] < 2:
         raise ValueError(f"mcc needs at least 2 samples to correlate, got {true.shape[0]}")
     corr = abs_correlation(true, pred)
@@ -174,7 +176,9 @@ def _sparse_true_operand(true: SparseCodes, threshold: float) -> tuple[torch.Ten
     kept = keep[index] & (values != 0)
     scale = 1.0 / (variance * n).sqrt()
     entries = torch.stack([position[index[kept]], samples[kept]])
-    left = torch.sparse_coo_tensor(entries, values[kept] * scale[index[kept]], (latents.numel(), n), check_invariants=True).coalesce()
+    left = torch.sparse_coo_tensor(
+        entries, values[kept] * scale[index[kept]], (latents.numel(), n), check_invariants=True
+    ).coalesce()
     return left, latents
 
 
@@ -195,7 +199,9 @@ def _permuted_samples(left: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
     """L with sample n moved to column ``perm[n]``: ``L' @ Ĉ = L @ Ĉ[perm]``, the truth of permuted codes."""
     if left.is_sparse:
         rows, cols = left.indices()
-        return torch.sparse_coo_tensor(torch.stack([rows, perm[cols]]), left.values(), left.shape, check_invariants=True).coalesce()
+        return torch.sparse_coo_tensor(
+            torch.stack([rows, perm[cols]]), left.values(), left.shape, check_invariants=True
+        ).coalesce()
     out = torch.empty_like(left)
     out[:, perm] = left
     return out

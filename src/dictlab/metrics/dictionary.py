@@ -64,7 +64,9 @@ def match_dictionaries(learned: ArrayLike, true: ArrayLike, *, threshold: float 
     learned_m = as_matrix("learned", learned, cols=true_m.shape[1]).to(true_m.device)
     check_positive("threshold", threshold, allow_zero=True)
     if true_m.shape[0] == 0 or learned_m.shape[0] == 0:
-        raise ValueError(f"both dictionaries need at least one atom, got {learned_m.shape[0]} learned and {true_m.shape[0]} true")
+        raise ValueError(
+            f"both dictionaries need at least one atom, got {learned_m.shape[0]} learned and {true_m.shape[0]} true"
+        )
     cos = abs_cosine_matrix(true_m, learned_m)
     assignment = max_weight_assignment(cos)
     rows = (assignment >= 0).nonzero().squeeze(1)

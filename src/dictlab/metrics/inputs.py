@@ -33,8 +33,9 @@ def as_binary_labels(name: str, labels: ArrayLike, n: int) -> np.ndarray:
         labels = labels.detach().cpu().numpy()
     labels = np.asarray(labels)
     if labels.ndim != 1 or labels.shape[0] != n:
-        raise ValueError(f"{name} must be a 1-D array of {n} labels (one per row of the codes), got shape {labels.shape}")
-    if labels.dtype != bool:
-        if not np.all(np.isin(labels, (0, 1))):
-            raise ValueError(f"{name} must be binary (bool or 0/1), got values {np.unique(labels)[:5]}")
+        raise ValueError(
+            f"{name} must be a 1-D array of {n} labels (one per row of the codes), got shape {labels.shape}"
+        )
+    if labels.dtype != bool and not np.all(np.isin(labels, (0, 1))):
+        raise ValueError(f"{name} must be binary (bool or 0/1), got values {np.unique(labels)[:5]}")
     return labels.astype(np.int64)

@@ -30,7 +30,9 @@ def check_assignment(assignment: torch.Tensor, n_true: int, n_units: int) -> tor
         raise ValueError(f"assignment must have one entry per true latent ({n_true}), got {assignment.shape[0]}")
     matched = assignment[assignment >= 0]
     if (assignment < -1).any() or (matched >= n_units).any():
-        raise ValueError(f"assignment entries must be -1 or a unit index in [0, {n_units}), got {assignment.tolist()[:10]}…")
+        raise ValueError(
+            f"assignment entries must be -1 or a unit index in [0, {n_units}), got {assignment.tolist()[:10]}…"
+        )
     if matched.unique().numel() != matched.numel():
         raise ValueError("assignment must match each unit to at most one true latent; got repeated units")
     if matched.numel() == 0:

@@ -7,6 +7,7 @@ and evaluated, unchanged, on others (ID and OOD). These are the only things a me
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import numpy as np
@@ -43,7 +44,7 @@ def _require_both_classes(name: str, labels: np.ndarray) -> None:
 def probe_accuracy(
     fit_codes: ArrayLike,
     fit_labels: ArrayLike,
-    eval_sets: dict[str, LabelledSet],
+    eval_sets: Mapping[str, LabelledSet],
     *,
     C: float = 1.0,
     standardize: bool = True,
@@ -108,7 +109,7 @@ class BestFeatureAUC(NamedTuple):
 
 
 def best_feature_auc(
-    fit_codes: ArrayLike, fit_labels: ArrayLike, eval_sets: dict[str, LabelledSet]
+    fit_codes: ArrayLike, fit_labels: ArrayLike, eval_sets: Mapping[str, LabelledSet]
 ) -> BestFeatureAUC:
     """Pick the single code column with the best symmetrised AUC on the fit set (first on ties); report its
     AUC on every eval set — the study's ``auc_iid``/``auc_ood`` with fit = eval = ID-val (STUDY-SPEC §3.3)."""

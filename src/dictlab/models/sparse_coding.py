@@ -27,7 +27,9 @@ class SparseCodingModel(DictionaryModel):
 
     kind = "sparse_coding"
 
-    def __init__(self, dictionary: torch.Tensor, solver: Solver | None = None, offset: torch.Tensor | None = None) -> None:
+    def __init__(
+        self, dictionary: torch.Tensor, solver: Solver | None = None, offset: torch.Tensor | None = None
+    ) -> None:
         check_matrix("dictionary", dictionary)
         if offset is not None and offset.shape != (dictionary.shape[1],):
             raise ValueError(f"offset must have shape ({dictionary.shape[1]},), got {tuple(offset.shape)}")

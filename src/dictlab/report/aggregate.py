@@ -17,6 +17,7 @@ from dictlab.experiments.summary import Row, Stats, is_number, metric_columns, s
 
 __all__ = ["Row", "Stats", "is_number", "stats"]
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 # Grid columns the sweep axis prefers, in order, when several vary equally often.
 AXIS_PREFERENCE = ("data.num_latents", "data.n_samples", "data.k", "data.input_dim", "data.noise_std")
@@ -35,9 +36,9 @@ def seed_stats(rows: Iterable[Row], metric: str) -> Stats | None:
     return stats(math.fsum(vals) / len(vals) for vals in per_seed.values())
 
 
-def group_by(rows: Iterable[Row], key: Callable[[Row], K]) -> dict[K, list[Row]]:
+def group_by(rows: Iterable[T], key: Callable[[T], K]) -> dict[K, list[T]]:
     """Rows grouped by ``key(row)``, groups and rows in first-seen order."""
-    out: dict[K, list[Row]] = {}
+    out: dict[K, list[T]] = {}
     for row in rows:
         out.setdefault(key(row), []).append(row)
     return out
@@ -88,7 +89,7 @@ def grid_point(row: Row, columns: Sequence[str]) -> tuple[Hashable, ...]:
 
 def describe_point(columns: Sequence[str], point: Sequence[Any]) -> str:
     """``num_latents=100, k=3``; empty for an experiment with a single grid point."""
-    return ", ".join(f"{short_name(c)}={format_value(v)}" for c, v in zip(columns, point))
+    return ", ".join(f"{short_name(c)}={format_value(v)}" for c, v in zip(columns, point, strict=True))
 
 
 def format_value(value: Any) -> str:

@@ -112,7 +112,9 @@ def _load(source: Any, experiment: str | None) -> tuple[list[Row], list[StoredRu
     if isinstance(source, Sequence) and all(isinstance(r, dict) for r in source):
         rows = [r for r in source if experiment is None or r.get("experiment") == experiment]
         return rows, None, "rows given directly"
-    raise ValueError(f"build_report needs a store path, a ResultStore or a list of record rows, got {type(source).__name__}")
+    raise ValueError(
+        f"build_report needs a store path, a ResultStore or a list of record rows, got {type(source).__name__}"
+    )
 
 
 def _description(experiment: str, task: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 try:
     import matplotlib
@@ -13,13 +14,16 @@ except ImportError:  # pragma: no cover - depends on the environment
     raise ImportError("dictlab's report draws with matplotlib: pip install 'matplotlib>=3.7'") from None
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.container import BarContainer
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 from dictlab.report.aggregate import format_value
 from dictlab.report.panels import CHANCE, MAX_COLUMNS, FigureSpec, Line, Panel
 
 FORMATS = ("png", "svg")
+Handle = Line2D | BarContainer  # what the figure legend shows for a name
 PNG_DPI = 100
 CHANCE_COLOR = "#7f7f7f"
 # Fixed colours of the study's methods and of the surgeries' arms, so a name looks the same in every figure.
@@ -102,7 +106,7 @@ def draw(spec: FigureSpec, colors: dict[str, str] | None = None) -> Figure:
     fig = Figure(figsize=(min(cols * width + (2.2 if wide else 1.8), 18.0), rows * height + 0.5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(rows, cols, squeeze=False, sharey=spec.unit_interval)
-    handles: dict[str, object] = {}
+    handles: dict[str, Handle] = {}
     for i, ax in enumerate(axes.flat):
         if i >= len(spec.panels):
             ax.set_visible(False)
@@ -115,22 +119,25 @@ def draw(spec: FigureSpec, colors: dict[str, str] | None = None) -> Figure:
         _style(ax, panel, spec, first_col=i % cols == 0, bottom=i >= len(spec.panels) - cols)
     fig.suptitle(spec.title, fontsize=11, fontweight="bold")
     if handles:
-        fig.legend(list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False)
+        # a BarContainer is a tuple of patches, which legend() takes; the stubs only allow Iterable[Artist]
+        fig.legend(  # type: ignore[call-overload]
+            list(handles.values()), list(handles), loc="outside right upper", fontsize=8, frameon=False
+        )
     return fig
 
 
-def _draw_lines(ax: Axes, panel: Panel, spec: FigureSpec, colors: dict[str, str], handles: dict[str, object]) -> None:
+def _draw_lines(ax: Axes, panel: Panel, spec: FigureSpec, colors: dict[str, str], handles: dict[str, Handle]) -> None:
     for n, line in enumerate(panel.lines):
         color = colors.get(line.color_key, CHANCE_COLOR)
         means = [s.mean for s in line.y]
         stds = [s.std for s in line.y]
         if line.x:
-            style = {"ls": ":", "lw": 1.4, "marker": None} if line.kind == "chance" else {
+            style: dict[str, Any] = {"ls": ":", "lw": 1.4, "marker": None} if line.kind == "chance" else {
                 "ls": "-", "lw": 1.6, "marker": _MARKERS[n % len(_MARKERS)] if len(line.x) <= 20 else None}
             (artist,) = ax.plot(line.x, means, color=color, ms=3.5, label=line.name, **style)
             if any(s > 0 for s in stds):
-                ax.fill_between(line.x, [m - s for m, s in zip(means, stds)], [m + s for m, s in zip(means, stds)],
-                                color=color, alpha=0.15, lw=0)
+                ax.fill_between(line.x, [m - s for m, s in zip(means, stds, strict=True)],
+                                [m + s for m, s in zip(means, stds, strict=True)], color=color, alpha=0.15, lw=0)
         else:
             artist = _draw_level(ax, line, color)
         handles.setdefault(line.name, artist)
@@ -150,7 +157,7 @@ def _draw_lines(ax: Axes, panel: Panel, spec: FigureSpec, colors: dict[str, str]
         ax.minorticks_off()
 
 
-def _draw_level(ax: Axes, line: Line, color: str) -> object:
+def _draw_level(ax: Axes, line: Line, color: str) -> Line2D:
     s = line.y[0]
     artist = ax.axhline(s.mean, color=color, lw=1.3, ls=":" if line.kind == "chance" else "--", label=line.name)
     if s.std > 0:
@@ -158,14 +165,15 @@ def _draw_level(ax: Axes, line: Line, color: str) -> object:
     return artist
 
 
-def _draw_bars(ax: Axes, panel: Panel, colors: dict[str, str], handles: dict[str, object]) -> None:
+def _draw_bars(ax: Axes, panel: Panel, colors: dict[str, str], handles: dict[str, Handle]) -> None:
     n = max(len(panel.bars), 1)
     width = 0.8 / n
     for i, bars in enumerate(panel.bars):
         positions = [g + (i - (n - 1) / 2) * width for g in range(len(panel.groups))]
         means = [math.nan if s is None else s.mean for s in bars.values]
         errs = [0.0 if s is None else s.std for s in bars.values]
-        fill = [colors.get(bars.color_key or g, CHANCE_COLOR) for g in panel.groups] if bars.color_key is None else colors.get(bars.color_key, CHANCE_COLOR)
+        fill = ([colors.get(bars.color_key or g, CHANCE_COLOR) for g in panel.groups] if bars.color_key is None
+                else colors.get(bars.color_key, CHANCE_COLOR))
         container = ax.bar(positions, means, width * 0.92, yerr=errs if any(errs) else None, color=fill,
                            capsize=2, error_kw={"lw": 0.8, "ecolor": "#333333"}, label=bars.name)
         if bars.color_key is not None:

@@ -42,7 +42,8 @@ th { background: #f2f4f7; position: sticky; top: 0; }
 th.text, td.text { text-align: left; }
 tbody tr:nth-child(even) { background: #fafbfc; }
 p.note { color: var(--muted); font-size: 12px; margin: 2px 0 0; }
-td.error { white-space: normal; max-width: 420px; text-align: left; font-family: ui-monospace, monospace; font-size: 11.5px; }
+td.error { white-space: normal; max-width: 420px; text-align: left; \
+font-family: ui-monospace, monospace; font-size: 11.5px; }
 """
 
 
@@ -111,11 +112,11 @@ def render_figure(figure: EmbeddedFigure, number: int) -> str:
 def render_table(table: Table) -> str:
     text = [all(isinstance(row[i], str) for row in table.rows if row[i] is not None) for i in range(len(table.columns))]
     left = ' class="text"'
-    head = "".join(f'<th scope="col"{left if t else ""}>{_e(c)}</th>' for c, t in zip(table.columns, text))
+    head = "".join(f'<th scope="col"{left if t else ""}>{_e(c)}</th>' for c, t in zip(table.columns, text, strict=True))
     body = []
     for row in table.rows:
         cells = []
-        for i, (column, cell) in enumerate(zip(table.columns, row)):
+        for i, (column, cell) in enumerate(zip(table.columns, row, strict=True)):
             cls = ' class="error"' if column == "error" else (left if text[i] else "")
             cells.append(f"<td{cls}>{_e(format_cell(cell))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")

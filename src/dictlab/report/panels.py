@@ -105,7 +105,9 @@ def axis_scale(values: Sequence[float]) -> Literal["linear", "log", "symlog"]:
     return "symlog" if any(v == 0 for v in values) else "log"
 
 
-def _line(name: str, rows: Sequence[Row], x_of: str, metric: str, kind: Literal["line", "chance"], color: str) -> Line | None:
+def _line(
+    name: str, rows: Sequence[Row], x_of: str, metric: str, kind: Literal["line", "chance"], color: str
+) -> Line | None:
     points = []
     for x, group in sorted(group_by(rows, lambda r: r.get(x_of)).items(), key=lambda item: sort_key(item[0])):
         s = seed_stats(group, metric)
@@ -116,7 +118,9 @@ def _line(name: str, rows: Sequence[Row], x_of: str, metric: str, kind: Literal[
     return Line(name, tuple(p[0] for p in points), tuple(p[1] for p in points), kind, color)
 
 
-def _level(name: str, rows: Sequence[Row], metric: str, kind: Literal["reference", "chance"], color: str) -> Line | None:
+def _level(
+    name: str, rows: Sequence[Row], metric: str, kind: Literal["reference", "chance"], color: str
+) -> Line | None:
     s = seed_stats(rows, metric)
     return None if s is None else Line(name, (), (s,), kind, color)
 
@@ -141,7 +145,10 @@ def _alt_lines(spec: FigureSpec) -> str:
                 described.append(f"{line.name} {line.y[0].mean:.3g} at {format_value(line.x[0])} to "
                                  f"{line.y[-1].mean:.3g} at {format_value(line.x[-1])}")
             elif line.y:
-                described.append(f"{line.name} {line.y[0].mean:.3g}" + (" (chance)" if line.kind == "chance" and line.x == () else ""))
+                described.append(
+                    f"{line.name} {line.y[0].mean:.3g}"
+                    + (" (chance)" if line.kind == "chance" and line.x == () else "")
+                )
         prefix = f"{panel.title}: " if panel.title else ""
         parts.append(prefix + "; ".join(described))
     more = f" ({len(spec.panels) - 3} more panels)" if len(spec.panels) > 3 else ""
@@ -154,7 +161,7 @@ def _alt_bars(spec: FigureSpec) -> str:
     for panel in spec.panels[:3]:
         described = [
             f"{group} {bars.name if bars.color_key is not None else ''} {s.mean:.3g}".replace("  ", " ")
-            for bars in panel.bars for group, s in zip(panel.groups, bars.values) if s is not None
+            for bars in panel.bars for group, s in zip(panel.groups, bars.values, strict=True) if s is not None
         ][:16]
         described += [f"{line.name} {line.y[0].mean:.3g}" for line in panel.lines if line.y]
         parts.append((f"{panel.title}: " if panel.title else "") + "; ".join(described))
@@ -207,7 +214,9 @@ def curve_figure(
     rows = [r for r in rows if is_number(r.get(metric))]
     if not any(r.get("step") is not None for r in rows):
         return None
-    points = sorted(group_by(rows, lambda r: grid_point(r, grid)).items(), key=lambda item: [sort_key(v) for v in item[0]])
+    points = sorted(
+        group_by(rows, lambda r: grid_point(r, grid)).items(), key=lambda item: [sort_key(v) for v in item[0]]
+    )
     panels: list[Panel] = []
     if layout.curve_panels == "label":
         for label, label_rows in group_by([r for r in rows if r.get("step") is not None], lambda r: r["label"]).items():
@@ -224,7 +233,7 @@ def curve_figure(
     else:
         for point, point_rows in points:
             by_label = group_by(point_rows, lambda r: r["label"])
-            curve_subjects = [s for s in subjects if any(
+            curve_subjects: list[str | None] = [s for s in subjects if any(
                 split_label(label, subjects)[1] == s and any(r.get("step") is not None for r in lr)
                 for label, lr in by_label.items())]
             for subject in curve_subjects or [None]:
@@ -245,7 +254,9 @@ def curve_figure(
                 title = ", ".join(t for t in (subject or "", describe_point(grid, point)) if t)
                 if any(line.kind == "line" for line in lines):
                     panels.append(Panel(title, tuple(lines)))
-        what = f"against {layout.step_name}, one line per arm, one panel per subject" + (" and grid point" if grid else "")
+        what = f"against {layout.step_name}, one line per arm, one panel per subject" + (
+            " and grid point" if grid else ""
+        )
         # a row per grid point when the subjects fit in one row
         columns = len(subjects) if 1 < len(subjects) <= MAX_COLUMNS + 1 else 0
     panels = [p for p in panels if p.lines]
@@ -261,7 +272,9 @@ def curve_figure(
     return _finish(spec, what, extra)
 
 
-def bar_figure(rows: Sequence[Row], metric: str, grid: Sequence[str], subjects: Sequence[str], key: str) -> FigureSpec | None:
+def bar_figure(
+    rows: Sequence[Row], metric: str, grid: Sequence[str], subjects: Sequence[str], key: str
+) -> FigureSpec | None:
     """One panel per grid point; bar groups per subject (or per label without subjects), bars per arm."""
     rows = [r for r in rows if r.get("step") is None and is_number(r.get(metric))]
     if not rows:
@@ -282,7 +295,7 @@ def bar_figure(rows: Sequence[Row], metric: str, grid: Sequence[str], subjects: 
                     label_rows = [r for label, lr in by_label.items() if parts[label] == (arm, subject) for r in lr]
                     values.append(seed_stats(label_rows, metric))
                 bars.append(Bars(arm, tuple(values), arm))
-            for label, (arm, owner) in parts.items():
+            for label, (_arm, owner) in parts.items():
                 if owner is None and (level := _level(label, by_label[label], metric, "reference", label)) is not None:
                     lines.append(level)
         else:

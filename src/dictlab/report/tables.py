@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Union
+from typing import TYPE_CHECKING
 
 from dictlab.report.aggregate import (
     Row,
@@ -25,7 +25,7 @@ from dictlab.report.layouts import metric_title
 if TYPE_CHECKING:
     from dictlab.experiments.store import StoredRun
 
-Cell = Union[str, int, float, Stats, None]
+Cell = str | int | float | Stats | None
 
 
 @dataclass(frozen=True)
@@ -98,12 +98,13 @@ def pivot_table(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) -> 
     rows = [r for r in rows if r.get("step") is None and is_number(r.get(metric))]
     if axes.x is None or not rows:
         return None
-    xs = sorted({r.get(axes.x) for r in rows}, key=sort_key)
+    x_column = axes.x
+    xs = sorted({r.get(x_column) for r in rows}, key=sort_key)
     body = []
     facets = group_by(rows, lambda r: grid_point(r, axes.facets))
     for point in sorted(facets, key=lambda p: [sort_key(v) for v in p]):
         for label, label_rows in group_by(facets[point], lambda r: r["label"]).items():
-            by_x = group_by(label_rows, lambda r: r.get(axes.x))
+            by_x = group_by(label_rows, lambda r: r.get(x_column))
             cells = [seed_stats(by_x[x], metric) if x in by_x else None for x in xs]
             body.append((*((describe_point(axes.facets, point),) if axes.facets else ()), label, *cells))
     columns = (*(("facet",) if axes.facets else ()), "label", *(f"{short_name(axes.x)}={format_value(x)}" for x in xs))
@@ -113,14 +114,14 @@ def pivot_table(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) -> 
 def run_count_table(runs: Sequence[StoredRun] | None, rows: Sequence[Row], key: str) -> Table:
     """Runs per experiment and task by status. Without the store's runs (rows given directly) only the runs
     that have records are known: they are counted as done and failures are unknown."""
-    body = []
+    body: list[tuple[Cell, ...]] = []
     if runs is None:
         for (experiment, task), group in group_by(rows, lambda r: (r.get("experiment"), r.get("task"))).items():
             body.append((experiment, task, len({r.get("run_id") for r in group}), None, None))
         note = "Built from rows, not from a store: failed and cut-off runs are not known."
     else:
-        for (experiment, task), group in group_by(runs, lambda r: (r.experiment, r.task)).items():
-            count = {status: sum(r.status == status for r in group) for status in ("done", "failed", "running")}
+        for (experiment, task), task_runs in group_by(runs, lambda r: (r.experiment, r.task)).items():
+            count = {status: sum(r.status == status for r in task_runs) for status in ("done", "failed", "running")}
             body.append((experiment, task, count["done"], count["failed"], count["running"]))
         note = "running: started but never finished (cut off); a sweep re-runs these and failed runs."
     return Table(key, "Runs", ("experiment", "task", "done", "failed", "running"), tuple(body), note)

@@ -3,9 +3,9 @@
 The method (each SAE, DL-FISTA) is fitted with ``track_dynamics=True``, so its learner logs, along training,
 its dictionary Hungarian-matched to the truth (the truth is only looked at, never fitted to). One record per
 logged entry, label = the method, step = the training step (SAEs: optimiser steps, logged every
-``log_every`` steps) or round (DL-FISTA; ``history.unit`` says which), metrics = what the learner logged: ``mean_cosine``,
-``frac_close`` (|cos| > 0.9), ``mse_loss`` (SAEs: training-batch MSE averaged since the last entry; DL-FISTA: the
-round's fit), ``l0`` and the learner's other quantities. Dictionary quality only: no MCC here.
+``log_every`` steps) or round (DL-FISTA; ``history.unit`` says which), metrics = what the learner logged:
+``mean_cosine``, ``frac_close`` (|cos| > 0.9), ``mse_loss`` (SAEs: training-batch MSE averaged since the last entry;
+DL-FISTA: the round's fit), ``l0`` and the learner's other quantities. Dictionary quality only: no MCC here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from dictlab.data import GroundTruthDataset
 from dictlab.experiments.runs import Record
 from dictlab.experiments.tasks import TaskContext
 from dictlab.models import DictionaryModel
-from dictlab.surgery.parts import FitParams, known_method, fit_model, register_surgery
+from dictlab.surgery.parts import FitParams, fit_model, known_method, register_surgery
 
 
 class LearningDynamicsParams(FitParams):

@@ -82,9 +82,9 @@ Surgery = Callable[[GroundTruthDataset, P, TaskContext], list[Record]]
 
 def sorted_nonnegative(values: list[T], what: str) -> list[T]:
     """A grid of λs or budgets as given in a spec: non-empty, each ≥ 0; returned sorted without repeats."""
-    if not values or min(values) < 0:  # type: ignore[type-var]
+    if not values or min(values) < 0:
         raise ValueError(f"{what} must be >= 0 (at least one value), got {values}")
-    return sorted(set(values))  # type: ignore[type-var]
+    return sorted(set(values))
 
 
 def parse_params(task: str, cls: type[P], params: dict[str, Any]) -> P:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 
 import torch
 from pydantic import Field
+
 from dictlab.data import GroundTruthDataset
 from dictlab.experiments.evaluate import encode_splits
 from dictlab.experiments.runs import Record

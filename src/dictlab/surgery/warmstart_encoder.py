@@ -21,9 +21,10 @@ for method ``sae_X``):
 
 from __future__ import annotations
 
-import torch
 from collections.abc import Iterator
+from typing import cast
 
+import torch
 from pydantic import Field, field_validator
 
 from dictlab.data import GroundTruthDataset
@@ -99,8 +100,8 @@ def to_tolerance(
             start = model.encode(y)
         runs = {
             start_name: fista(
-                frozen.remove_offset(y), frozen.dictionary, params.lam, max_iter=params.converge_max_iter, tol=params.tol,
-                nonneg=True, z0=z0, check_every=1,
+                frozen.remove_offset(y), frozen.dictionary, params.lam, max_iter=params.converge_max_iter,
+                tol=params.tol, nonneg=True, z0=z0, check_every=1,
             )
             for start_name, z0 in (("cold", None), ("warm", start))
         }
@@ -125,7 +126,7 @@ def budgets_to_objective(records: list[Record], converged: dict[str, float], rto
         best = min(converged[f"objective_cold_{split}"], converged[f"objective_warm_{split}"])
         for start in ("cold", "warm"):
             reached = [
-                r.step for r in records
+                cast(float, r.step) for r in records  # every budget's record has its budget as step
                 if r.label.startswith(f"{start}+") and r.metrics[f"objective_{split}"] <= best + rtol * abs(best)
             ]
             if reached:
