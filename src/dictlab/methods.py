@@ -140,8 +140,14 @@ def _omp_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> Dic
 # --- sparse autoencoders -----------------------------------------------------------------------------------
 
 
-def _register_sae(architecture: str, description: str) -> None:
+def register_sae_method(architecture: str) -> None:
+    """Register the method ``sae_<architecture>`` for an architecture of ``dictlab.sae.SAE_ARCHITECTURES``
+    (its class's description; sizes from the data, k where the config has it). The shipped architectures are
+    registered when this module is imported; one that another package registers later calls this once."""
+    from dictlab.sae import SAE_ARCHITECTURES
+
     name = f"sae_{architecture}"
+    description = SAE_ARCHITECTURES[architecture].description
 
     def build(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
         from dictlab.sae import TrainConfig, make_sae, sae_config_class
@@ -166,11 +172,11 @@ def _register_sae(architecture: str, description: str) -> None:
 
 
 def _register_saes() -> None:
-    """One method ``sae_<architecture>`` per entry of ``SAE_ARCHITECTURES``, described by its class."""
+    """One method ``sae_<architecture>`` per entry of ``SAE_ARCHITECTURES``."""
     from dictlab.sae import SAE_ARCHITECTURES
 
     for architecture in SAE_ARCHITECTURES:
-        _register_sae(architecture, SAE_ARCHITECTURES[architecture].description)
+        register_sae_method(architecture)
 
 
 _register_saes()
