@@ -119,7 +119,8 @@ def run_sweep(
 ) -> SweepSummary:
     """Run every spec the store does not have as ``done``.
 
-    jobs : runs at once (local: 1; process: default one per core; ray: default the cluster's CPUs).
+    jobs : batches at once (local: 1; process: default one per core; ray: default the cluster's CPUs); a batch
+        is one run, or the runs that share a fit (``plan_batches``).
     executor : ``"local"`` | ``"process"`` | ``"ray"``; None picks local for one job, process for more,
         ray when an ``address`` is given.
     address : Ray cluster address (``"auto"``, ``"ray://host:10001"``); None starts a local cluster.

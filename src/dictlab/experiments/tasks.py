@@ -117,14 +117,12 @@ def execute_runs(
     for spec in specs:
         if on_start is not None:
             on_start(spec)
-        key = (spec.data_json(), spec.seed)
-        yield _execute(spec, shared, key, artifacts=artifacts, progress=progress, device=device)
+        yield _execute(spec, shared, artifacts=artifacts, progress=progress, device=device)
 
 
 def _execute(
     spec: RunSpec,
     shared: dict[tuple[str, int], tuple[GroundTruthDataset, FitCache]],
-    key: tuple[str, int],
     *,
     artifacts: bool,
     progress: bool,
@@ -136,6 +134,7 @@ def _execute(
     try:
         start = time.perf_counter()
         task = TASKS[spec.task]
+        key = (spec.data_json(), spec.seed)
         if key not in shared:
             shared[key] = (make_dataset(spec.data, seed=spec.seed, device=device), FitCache())
         data, cache = shared[key]

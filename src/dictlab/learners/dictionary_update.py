@@ -30,6 +30,8 @@ def least_squares_dictionary(codes: torch.Tensor, y: torch.Tensor, ridge: float 
     Solved by a Cholesky factorisation of the (p, p) system in the dtype of ``y``; if that factorisation
     fails (ZᵀZ singular to working precision, e.g. ε = 0 and an unused atom), it is redone in float64 and,
     failing that, by a minimum-norm least-squares solve. An atom that no sample uses gets a zero row.
+    The solution is LAPACK's column-major layout; a model that keeps the dictionary stores a row-major copy
+    (``SparseCodingModel``), so that a saved and loaded model runs the same kernels.
     """
     check_matrix("y", y)
     check_matrix("codes", codes, rows=y.shape[0])
@@ -42,13 +44,13 @@ def least_squares_dictionary(codes: torch.Tensor, y: torch.Tensor, ridge: float 
     if int(info) == 0:
         solution = torch.cholesky_solve(rhs, factor)
         if bool(torch.isfinite(solution).all()):
-            return solution.contiguous()
+            return solution
     gram64, rhs64 = gram.double(), rhs.double()
     factor, info = torch.linalg.cholesky_ex(gram64)
     if int(info) == 0:
-        return torch.cholesky_solve(rhs64, factor).to(y.dtype).contiguous()
+        return torch.cholesky_solve(rhs64, factor).to(y.dtype)
     solution = torch.linalg.lstsq(gram64.cpu(), rhs64.cpu(), driver="gelsd").solution
-    return solution.to(device=y.device, dtype=y.dtype).contiguous()
+    return solution.to(device=y.device, dtype=y.dtype)
 
 
 def normalize_atoms(dictionary: torch.Tensor, min_norm: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:
