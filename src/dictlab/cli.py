@@ -562,7 +562,7 @@ def build_parser() -> _Parser:
                      help="JSON file for the results (default results.json)")
     run.set_defaults(handler=_cmd_run)
 
-    demo = sub.add_parser("demo", help="all methods at num_latents=100, three seeds (about a minute on a 2-core CPU)",
+    demo = sub.add_parser("demo", help="all methods at num_latents=100, three seeds (about 30 s on a 2-core CPU)",
                           description="All methods at num_latents=100, k=10, n_samples=5000, seeds 0-2, into a store.")
     _add_point_options(demo, seeds=DEMO["seeds"])
     demo.add_argument(

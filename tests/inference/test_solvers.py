@@ -84,11 +84,25 @@ def test_solvers_call_the_functions_with_their_fields(data):
         ({"name": "omp", "n_nonzero": 2, "tol": -1}, "tol"),
         ({"name": "lars"}, "unknown solver 'lars'"),
         ({"n_steps": 3}, "needs a 'name'"),
+        ({"name": "fista", "lam": float("inf")}, "lam=inf: Input should be a finite number"),
+        ({"name": "fista", "lam": float("nan")}, "lam=nan: Input should be a finite number"),
+        ({"name": "fista", "max_iter": True}, "max_iter=True: Input should be a valid integer"),
+        ({"name": "ista", "max_iter": 2.5}, "max_iter=2.5: Input should be a valid integer"),
     ],
 )
 def test_bad_configs_name_the_field(config, field):
     with pytest.raises(ValueError, match=field):
         solver_from_config(config)
+
+
+def test_an_infinite_lambda_is_refused_in_the_constructor_and_in_fista_itself(data):
+    from dictlab.inference import fista
+
+    y, d = data
+    with pytest.raises(ValidationError, match="lam\n  Input should be a finite number"):
+        FistaSolver(lam=float("inf"))
+    with pytest.raises(ValueError, match="lam must be a finite number >= 0, got inf"):
+        fista(y, d, float("inf"))
 
 
 def test_configs_are_frozen():

@@ -78,6 +78,13 @@ def run_in_worker(spec_jsons: list[str], artifacts: bool, device: str) -> list[R
     return list(execute_runs(specs, artifacts=artifacts, device=device))
 
 
+def _hand_out(batch: Sequence[RunSpec], on_start: OnStart) -> list[str]:
+    """Mark a batch's runs as started and serialise them for a worker (specs travel as JSON)."""
+    for spec in batch:
+        on_start(spec)
+    return [spec.model_dump_json() for spec in batch]
+
+
 def _outcomes(batch: Sequence[RunSpec], outcomes: list[RunOutcome]) -> Iterator[tuple[RunSpec, RunOutcome]]:
     by_id = {outcome.run_id: outcome for outcome in outcomes}
     for spec in batch:
@@ -150,10 +157,7 @@ class ProcessExecutor:
                 # Exactly `jobs` batches in flight: a queued run is not marked running before a worker takes it.
                 while queue and len(in_flight) < self.jobs:
                     batch = queue.pop()
-                    for spec in batch:
-                        on_start(spec)
-                    texts = [spec.model_dump_json() for spec in batch]
-                    in_flight[pool.submit(run_in_worker, texts, artifacts, device)] = batch
+                    in_flight[pool.submit(run_in_worker, _hand_out(batch, on_start), artifacts, device)] = batch
                 finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
                 broken = False
                 for future in finished:
@@ -243,10 +247,7 @@ class RayExecutor:
             while queue or in_flight:
                 while queue and len(in_flight) < limit:
                     batch = queue.pop()
-                    for spec in batch:
-                        on_start(spec)
-                    texts = [spec.model_dump_json() for spec in batch]
-                    in_flight[remote.remote(texts, artifacts, device, self.threads)] = batch
+                    in_flight[remote.remote(_hand_out(batch, on_start), artifacts, device, self.threads)] = batch
                 ready, _ = ray.wait(list(in_flight), num_returns=1)
                 for ref in ready:
                     batch = in_flight.pop(ref)
