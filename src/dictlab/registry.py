@@ -74,5 +74,17 @@ class Registry(Generic[T]):
         return iter(self.names())
 
     def names(self) -> list[str]:
+        """Every registered name, sorted."""
         self._load()
         return sorted(self._entries)
+
+    def in_order(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs in registration order (where order matters: the columns of a record)."""
+        self._load()
+        return list(self._entries.items())
+
+    def remove(self, name: str) -> T:
+        """Unregister ``name`` (a test's or a session's temporary entry); ValueError if it is not registered."""
+        entry = self[name]
+        del self._entries[name]
+        return entry

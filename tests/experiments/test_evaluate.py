@@ -10,7 +10,6 @@ import torch
 
 from dictlab import metrics
 from dictlab.data import make_compositional
-from dictlab.experiments import evaluate
 from dictlab.experiments.evaluate import SCORES, Scoring, encode_splits, register_score, score_codes
 from dictlab.experiments.method_task import run_method
 from dictlab.inference import FistaSolver
@@ -79,8 +78,7 @@ def atoms_used() -> Iterator[str]:
     try:
         yield "test.atoms_used"
     finally:
-        del SCORES._entries["test.atoms_used"]
-        evaluate._ORDER.remove("test.atoms_used")
+        SCORES.remove("test.atoms_used")
 
 
 def test_a_new_metric_is_one_function_and_its_registration(data, atoms_used):

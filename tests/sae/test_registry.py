@@ -159,7 +159,7 @@ def soft_threshold() -> Iterator[type[SparseAutoencoder]]:
     try:
         yield SoftThresholdSAE
     finally:
-        del SAE_ARCHITECTURES._entries["softthreshold"]
+        SAE_ARCHITECTURES.remove("softthreshold")
 
 
 def test_a_new_architecture_is_one_class_and_one_config(soft_threshold: Any, tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ deterministic and equal to ``sklearn.decomposition.PCA`` with the full SVD solve
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar
 
 import torch
 from pydantic import Field
@@ -75,9 +75,8 @@ class PCABaseline(DictionaryModel):
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """Codes (N, n) = (y − mean) @ componentsᵀ."""
         components = self._require_fitted()
-        mean = cast(torch.Tensor, self.mean)  # set with the components (fit, from_saved)
         check_matrix("y", y, cols=components.shape[1])
-        return (y.to(dtype=components.dtype, device=components.device) - mean) @ components.T
+        return self.remove_offset(y.to(dtype=components.dtype, device=components.device)) @ components.T
 
     def _require_fitted(self) -> torch.Tensor:
         if self.components is None:

@@ -79,8 +79,7 @@ class Score:
     option: Option | None = None
 
 
-SCORES: Registry[Score] = Registry("score")
-_ORDER: list[str] = []  # registration order: the order metrics appear in a record
+SCORES: Registry[Score] = Registry("score")  # run in registration order: the order of a record's metrics
 
 
 def register_score(
@@ -88,7 +87,6 @@ def register_score(
 ) -> Callable[[ScoreFn], ScoreFn]:
     def decorator(fn: ScoreFn) -> ScoreFn:
         SCORES.register(name)(Score(name, fn, needs, option))
-        _ORDER.append(name)
         return fn
 
     return decorator
@@ -117,8 +115,7 @@ def score_codes(
     options = {"details": details, "study_metrics": study_metrics}
     scoring = Scoring(model, data, codes, seed)
     out: dict[str, float] = {}
-    for name in _ORDER:
-        score = SCORES[name]
+    for _, score in SCORES.in_order():
         if score.option is not None and not options[score.option]:
             continue
         if all(_has(data, part) for part in score.needs):

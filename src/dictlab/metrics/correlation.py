@@ -69,17 +69,6 @@ def _code_statistics(codes: torch.Tensor, study_floor: bool) -> tuple[torch.Tens
     return torch.cat([m for m, _ in parts], dim=1), torch.cat([s for _, s in parts], dim=1)
 
 
-def standardized_columns(x: torch.Tensor, *, study_floor: bool = False) -> torch.Tensor:
-    """(N, c) float64 columns centred and scaled to unit L2 norm, so that ``ẑᵀ ĉ`` is Pearson's ρ.
-
-    Constant columns (max = min) become 0, hence ρ = 0 with anything. ``study_floor=True`` reproduces
-    the study instead: a centred column of norm < 1e-8 is divided by 1.
-    """
-    x = x.to(torch.float64)
-    mean, scale = _mean_and_scale(x, study_floor)
-    return (x - mean).mul_(scale)
-
-
 def _true_operand(true: torch.Tensor, study_floor: bool) -> torch.Tensor:
     """(a, N) float64 left factor L of the correlations, ``L @ standardized(codes) = ρ`` for true (N, a).
 

@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 
 from dictlab.experiments.summary import Row, Stats, is_number, metric_columns, stats
 
-__all__ = ["Row", "Stats", "is_number", "stats"]
 K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
