@@ -260,8 +260,9 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
     jobs = min(jobs, len(runs))
     with open_store(store_path) as store:
         print(
-            f"dictlab {args.command}: {len(methods)} methods × {len(spec.seeds)} seeds on {_describe_data(data)}; "
-            f"{jobs} process{'es' if jobs > 1 else ''} × {threads} thread{'s' if threads > 1 else ''}; "
+            f"dictlab {args.command}: {_count(len(methods), 'method')} × {_count(len(spec.seeds), 'seed')} on "
+            f"{_describe_data(data)}; "
+            f"{_count(jobs, 'process')} × {_count(threads, 'thread')}; "
             f"store {store_path}",
             flush=True,
         )
@@ -275,9 +276,11 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
             raise _Interrupted(
                 f"interrupted; {stop.summary}; resume with: {_resume_command(args, store_path)}"
             ) from None
-        ids = {run.run_id for run in runs}
-        rows = [row for row in store.records(experiment=spec.name) if row["run_id"] in ids]
-        stored = [run for run in store.runs(experiment=spec.name) if run.run_id in ids]
+        order = {run.run_id: i for i, run in enumerate(runs)}  # the spec's order: methods × seeds
+        rows = sorted((r for r in store.records(experiment=spec.name) if r["run_id"] in order),
+                      key=lambda r: order[r["run_id"]])
+        stored = sorted((r for r in store.runs(experiment=spec.name) if r.run_id in order),
+                        key=lambda r: order[r.run_id])
     results = summarise(rows)
     print_summary(results, methods, title=_title(data, spec.seeds, spec.recipe), study_metrics=spec.study_metrics)
     wall = time.perf_counter() - started
@@ -303,6 +306,10 @@ def _resume_command(args: argparse.Namespace, store_path: Path) -> str:
     return "dictlab " + " ".join(argv)
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
+
+
 def _last_line(text: str | None) -> str:
     lines = (text or "").strip().splitlines()
     return lines[-1] if lines else "no error recorded"
@@ -323,6 +330,8 @@ def _write_json(
     runs: list[Any], rows: list[dict[str, Any]], summary: dict[str, Any],
 ) -> None:
     """The point as strict JSON (an undefined metric is null): settings, every run, mean ± std per method."""
+    from dictlab.experiments.summary import measurements
+
     by_run = {row["run_id"]: row for row in rows}
     report = {
         "dictlab_version": __version__,
@@ -342,7 +351,7 @@ def _write_json(
                 "seed": run.seed,
                 "status": run.status,
                 "overrides": run.spec.get("params", {}).get("overrides", {}),
-                "metrics": _metrics_of(by_run.get(run.run_id, {})),
+                "metrics": measurements(by_run.get(run.run_id, {})),
                 "timings": run.timings,
                 **({"error": _last_line(run.error)} if run.status != "done" else {}),
             }
@@ -352,12 +361,6 @@ def _write_json(
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(report, indent=1, allow_nan=False))
-
-
-def _metrics_of(row: dict[str, Any]) -> dict[str, Any]:
-    from dictlab.experiments.summary import metric_columns
-
-    return {name: row.get(name) for name in metric_columns([row])} if row else {}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -650,6 +653,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the output went to a reader that stopped (`dictlab runs | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so the exit's flush is silent too
+        return 141
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

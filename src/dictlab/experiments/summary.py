@@ -51,6 +51,11 @@ def metric_columns(rows: Sequence[Row]) -> list[str]:
     return [name for name in names if any(is_number(row.get(name)) for row in rows)]
 
 
+def measurements(row: Row) -> dict[str, Any]:
+    """The measurement columns of one row, undefined ones (``None``) included."""
+    return {key: value for key, value in row.items() if key not in _METADATA and not key.startswith(_PREFIXES)}
+
+
 def summarise(rows: Sequence[Row]) -> dict[str, dict[str, Stats]]:
     """``{label: {metric: Stats over the rows (seeds) of that label}}``, labels and metrics in first-seen order.
     An undefined metric (``None``) is left out of its mean; a metric no row defines is absent."""
