@@ -401,7 +401,6 @@ def write_parquet(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
     return path
 
 
-
 # --- opening ------------------------------------------------------------------------------------------------
 
 
