@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from dictlab.data import data_spec
-from dictlab.experiments.runs import RunOutcome, RunSpec
+from dictlab.experiments.runs import RunOutcome, RunSpec, last_line
 from dictlab.experiments.spec import ExperimentSpec
 from dictlab.experiments.store import ResultStore
 from dictlab.experiments.sweep import run_sweep
@@ -52,7 +52,7 @@ def main() -> None:
 
     def show(run: RunSpec, outcome: RunOutcome) -> None:
         if not outcome.ok or not outcome.records:
-            print(f"{run.method:<16} FAILED: {(outcome.error or '').strip().splitlines()[-1:]}", flush=True)
+            print(f"{run.method:<16} FAILED: {last_line(outcome.error)}", flush=True)
             return
         m = outcome.records[0].metrics
         print(f"{run.method:<16}{m['fit_s']:8.2f}{m['encode_s']:10.2f}{m['score_s']:9.2f}{m['total_s']:9.2f}"

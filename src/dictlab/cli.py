@@ -22,6 +22,7 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from dictlab import __version__
+from dictlab.experiments.runs import last_line
 
 DEFAULT_STORE = "dictlab-runs/results.sqlite"
 COMMANDS = ("run", "demo", "sweep", "runs", "report", "methods", "generators", "presets")
@@ -289,7 +290,8 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
         print(f"results written to {args.out}")
     failed = [run for run in stored if run.status != "done"]
     for run in failed:
-        print(f"run {run.run_id} ({run.method} seed={run.seed}) {run.status}: {_last_line(run.error)}", file=sys.stderr)
+        error = last_line(run.error, "no error recorded")
+        print(f"run {run.run_id} ({run.method} seed={run.seed}) {run.status}: {error}", file=sys.stderr)
     print(f"{len(runs)} runs ({summary.skipped_done} already in the store) in {wall:.1f} s; report: "
           f"dictlab report --store {store_path}")
     return 1 if failed else 0
@@ -308,11 +310,6 @@ def _resume_command(args: argparse.Namespace, store_path: Path) -> str:
 
 def _count(n: int, noun: str) -> str:
     return f"{n} {noun}" if n == 1 else f"{n} {noun}{'es' if noun.endswith('s') else 's'}"
-
-
-def _last_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else "no error recorded"
 
 
 def _describe_data(data: dict[str, Any]) -> str:
@@ -353,7 +350,7 @@ def _write_json(
                 "overrides": run.spec.get("params", {}).get("overrides", {}),
                 "metrics": measurements(by_run.get(run.run_id, {})),
                 "timings": run.timings,
-                **({"error": _last_line(run.error)} if run.status != "done" else {}),
+                **({"error": last_line(run.error, "no error recorded")} if run.status != "done" else {}),
             }
             for run in runs
         ],

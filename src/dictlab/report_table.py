@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 from rich.table import Table
 
-from dictlab.experiments.runs import RunOutcome, RunSpec
+from dictlab.experiments.runs import RunOutcome, RunSpec, last_line
 from dictlab.experiments.summary import Stats
 
 # (metric key, column header)
@@ -63,8 +63,7 @@ def progress_printer(total: int, quiet: bool) -> Callable[[RunSpec, RunOutcome],
             return
         head = f"[{done[0]}/{total}] {spec.method or spec.task:<14} seed={spec.seed}"
         if not outcome.ok or not outcome.records:
-            last = (outcome.error or "").strip().splitlines()
-            print(f"{head}  FAILED: {last[-1] if last else 'no records'}", flush=True)
+            print(f"{head}  FAILED: {last_line(outcome.error, 'no records')}", flush=True)
             return
         m = outcome.records[0].metrics
         shown = "  ".join(f"{key}={m[key]:.3f}" for key in ("mcc_id", "mcc_ood", "acc_ood") if key in m)

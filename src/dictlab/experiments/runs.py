@@ -149,6 +149,12 @@ def finite_or_none(metrics: dict[str, float]) -> dict[str, float | None]:
     return {str(k): (float(v) if math.isfinite(v) else None) for k, v in metrics.items()}
 
 
+def last_line(text: str | None, empty: str = "unknown error") -> str:
+    """The last line of an error's traceback text (what it says went wrong), ``empty`` when there is none."""
+    lines = (text or "").strip().splitlines()
+    return lines[-1] if lines else empty
+
+
 def package_versions() -> dict[str, str]:
     """Versions of Python and the packages that shape the numbers (read from metadata; nothing is imported)."""
     out = {"python": platform.python_version()}

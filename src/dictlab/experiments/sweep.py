@@ -19,7 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from dictlab.experiments.executors import make_executor
-from dictlab.experiments.runs import RunOutcome, RunSpec
+from dictlab.experiments.runs import RunOutcome, RunSpec, last_line
 from dictlab.experiments.store import ResultStore
 from dictlab.experiments.tasks import check_spec
 
@@ -53,8 +53,7 @@ class RunFailed(RuntimeError):
     """A run failed with ``fail_fast=True``; it is stored as ``failed`` with its traceback."""
 
     def __init__(self, spec: RunSpec, error: str, summary: SweepSummary) -> None:
-        last = error.strip().splitlines()[-1] if error.strip() else "unknown error"
-        super().__init__(f"run {spec.config_hash()} ({spec.describe()}) failed: {last}")
+        super().__init__(f"run {spec.config_hash()} ({spec.describe()}) failed: {last_line(error)}")
         self.spec, self.error, self.summary = spec, error, summary
 
 
@@ -156,7 +155,7 @@ def run_sweep(
                 store.fail(spec, outcome.error or "", outcome.timings, outcome.versions)
                 failed += 1
                 if progress:
-                    bar.write(f"run {outcome.run_id} failed ({spec.describe()}): {_last_line(outcome.error)}")
+                    bar.write(f"run {outcome.run_id} failed ({spec.describe()}): {last_line(outcome.error)}")
                 if fail_fast:
                     raise RunFailed(spec, outcome.error or "", summary())
             if on_outcome is not None:
@@ -170,11 +169,6 @@ def run_sweep(
         outcomes.close()  # cancels runs still in flight; they stay `running` in the store
         bar.close()
     return summary()
-
-
-def _last_line(text: str | None) -> str:
-    lines = (text or "").strip().splitlines()
-    return lines[-1] if lines else "unknown error"
 
 
 def _write_artifacts(folder: Path, outcome: RunOutcome) -> None:

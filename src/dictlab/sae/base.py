@@ -102,6 +102,27 @@ def upgrade_flat_config(values: Mapping[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if name in fields}
 
 
+def read_saved_configs(
+    saved: Mapping[str, Any], *, flat: bool, where: str = "", prefix: str = ""
+) -> tuple[SAEConfig, TrainConfig | None]:
+    """The SAE and training configs of a saved ``{"sae": …, "train": …}`` table (``SparseAutoencoder.config()``).
+
+    flat : the SAE config may be the flat one of format 1, read with its architecture's fields kept.
+    where, prefix : as in ``dictlab.config.parse_config`` (the file read, the table's path in it).
+    """
+    values = saved["sae"]
+    if flat and isinstance(values, Mapping) and "architecture" in values:
+        try:
+            values = upgrade_flat_config(values)
+        except ValueError as err:
+            lead = f"{where}: " if where else ""
+            raise ValueError(f"{lead}{prefix}sae.architecture: {err}") from None
+    sae_config = parse_sae_config(values, where=where, prefix=f"{prefix}sae.")
+    train = saved.get("train")
+    train_config = None if train is None else parse_config(TrainConfig, train, where=where, prefix=f"{prefix}train.")
+    return sae_config, train_config
+
+
 @MODEL_KINDS.register("sae")
 class SparseAutoencoder(nn.Module, DictionaryModel):
     """Base SAE: linear encoder, architecture-specific sparsity ``f``, linear decoder with unit-norm rows.
@@ -304,12 +325,8 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         if not isinstance(config, dict) or "sae" not in config:
             raise ValueError(f"an SAE config needs an 'sae' entry (SAEConfig fields); got {config!r}")
         values = config["sae"]
-        if isinstance(values, Mapping) and set(values) == FLAT_CONFIG_FIELDS:
-            values = upgrade_flat_config(values)
-        sae_config = parse_sae_config(values, prefix="sae.")
-        train = config.get("train")
-        train_config = parse_config(TrainConfig, train, prefix="train.") if train is not None else None
-        return cls.from_configs(sae_config, train_config, tensors)
+        flat = isinstance(values, Mapping) and set(values) == FLAT_CONFIG_FIELDS
+        return cls.from_configs(*read_saved_configs(config, flat=flat), tensors)
 
     @staticmethod
     def from_configs(

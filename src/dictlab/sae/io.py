@@ -26,13 +26,7 @@ from safetensors.torch import save_file
 
 from dictlab.config import parse_config
 from dictlab.models.io import MODEL_FORMATS, ModelFormat, read_json, read_safetensors
-from dictlab.sae.base import (
-    SAE_ARCHITECTURES,
-    SparseAutoencoder,
-    parse_sae_config,
-    sae_config_class,
-    upgrade_flat_config,
-)
+from dictlab.sae.base import SAE_ARCHITECTURES, SparseAutoencoder, read_saved_configs, sae_config_class
 from dictlab.sae.config import SAEConfig, TrainConfig
 
 SAELENS_CONFIG_FILE = "cfg.json"
@@ -87,17 +81,8 @@ def read_configs(cfg: dict[str, Any], source: Path) -> tuple[SAEConfig, TrainCon
         )
     if "sae" not in own:
         raise ValueError(f"{source}: the {DICTLAB_KEY!r} entry has no 'sae' config")
-    values = own["sae"]
-    if own["format"] == 1 and isinstance(values, dict) and "architecture" in values:
-        try:
-            values = upgrade_flat_config(values)
-        except ValueError as err:
-            raise ValueError(f"{source}: {DICTLAB_KEY}.sae.architecture: {err}") from None
-    sae_config = parse_sae_config(values, where=str(source), prefix=f"{DICTLAB_KEY}.sae.")
-    train = own.get("train")
-    train_config = None
-    if train is not None:
-        train_config = parse_config(TrainConfig, train, where=str(source), prefix=f"{DICTLAB_KEY}.train.")
+    flat = own["format"] == 1
+    sae_config, train_config = read_saved_configs(own, flat=flat, where=str(source), prefix=f"{DICTLAB_KEY}.")
     check_agreement(cfg, sae_config, source)
     return sae_config, train_config
 
