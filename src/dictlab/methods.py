@@ -209,6 +209,39 @@ def _softplus_adam(problem: Problem, overrides: dict[str, Any], recipe: str) -> 
     return SoftplusAdam(config)  # type: ignore[arg-type]
 
 
+def _classical(name: str, config_name: str, model_name: str, *, k_needed: bool) -> Builder:
+    """Builder of a classical learner (MOD, K-SVD, online learning): width from the data; n_nonzero = the data's
+    k when the codes step is OMP (K-SVD's always is) and it is not given. The recipes are one: the study ran
+    none of these."""
+
+    def build(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+        import dictlab.learners as learners
+
+        _check_fixed(name, overrides)
+        defaults: dict[str, Any] = {"width": problem.num_latents}
+        if "n_nonzero" not in overrides and (k_needed or overrides.get("coder") == "omp"):
+            if problem.k is None:
+                raise ValueError(f"method {name}: OMP codes need n_nonzero (atoms per sample) and these data fix no k; "
+                                 "set n_nonzero")
+            defaults["n_nonzero"] = problem.k
+        (config,) = configure(name, overrides, (getattr(learners, config_name), defaults))
+        model: DictionaryModel = getattr(learners, model_name)(config)
+        return model
+
+    return build
+
+
+register_method("mod", "Method of Optimal Directions: FISTA (or OMP, coder=omp) codes, least-squares dictionary")(
+    _classical("mod", "MODConfig", "MOD", k_needed=False)
+)
+register_method("ksvd", "K-SVD: OMP codes with the data's k, exact rank-1 atom updates (Aharon et al. 2006)")(
+    _classical("ksvd", "KSVDConfig", "KSVD", k_needed=True)
+)
+register_method(
+    "online_dl", "online dictionary learning: mini-batch Lasso codes, block-coordinate atoms (Mairal et al. 2009)"
+)(_classical("online_dl", "OnlineDLConfig", "OnlineDictionaryLearning", k_needed=False))
+
+
 # --- learned sparse coding ----------------------------------------------------------------------------------
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -15,15 +13,6 @@ from dictlab.models import DictionaryModel
 
 TINY = {"num_latents": 30, "k": 3, "n_samples": 600}
 SAE_OVERRIDES = {"n_steps": 100}
-
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Many tiny ops: intra-op threads only add synchronisation on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")
