@@ -6,8 +6,10 @@ dictionary D (p, m), ``Y ≈ Z @ D + offset``. Because the two parts are separat
 surgeries are recombinations: ``SparseCodingModel(sae.dictionary, FistaSolver(), offset=sae.b_dec)``
 is "FISTA on the SAE decoder".
 
-The estimator contract follows scikit-learn: ``fit`` returns self, ``transform``/``inverse_transform``
-alias ``encode``/``decode``, ``components_`` is the dictionary.
+A ``DictionaryModel`` is not a scikit-learn estimator: it takes and returns torch tensors, its ``fit(y, context)``
+takes dictlab's ``FitContext`` second, and it has no ``get_params``. ``transform``/``inverse_transform`` and
+``components_`` only alias ``encode``/``decode`` and ``dictionary``. For ``clone``, ``Pipeline``, ``GridSearchCV``
+and numpy input use the estimators of ``dictlab.estimators``, which wrap these models (``model_``).
 """
 
 from __future__ import annotations
