@@ -1,5 +1,5 @@
 """The ``dictlab`` command: ``run``, ``demo``, ``sweep``, ``runs``, ``report``, ``methods``, ``generators``,
-``presets``.
+``presets``, ``phase-diagram``.
 
 ``run`` and ``demo`` are one-point sweeps: their runs go into a results store (a new temporary one unless
 ``--store`` names one), through the same runner as ``sweep``, so every run can be reported, exported and
@@ -25,7 +25,7 @@ from dictlab import __version__
 from dictlab.experiments.runs import last_line
 
 DEFAULT_STORE = "dictlab-runs/results.sqlite"
-COMMANDS = ("run", "demo", "sweep", "runs", "report", "methods", "generators", "presets")
+COMMANDS = ("run", "demo", "sweep", "runs", "report", "methods", "generators", "presets", "phase-diagram")
 # Shorthand flags of `dictlab run` for data fields most generators share: (flag, field, type, help).
 DATA_FLAGS = (
     ("--num-latents", "num_latents", int, "number of ground-truth latents p"),
@@ -506,6 +506,72 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- phase-diagram: coders with the true dictionary against the ℓ1 phase transition ----------------------------
+
+
+def parse_solvers(text: str) -> list[str]:
+    """'fista,omp' → distinct registered phase-diagram solver names, in order."""
+    from dictlab.theory import PHASE_SOLVERS
+
+    names = list(dict.fromkeys(n.strip() for n in text.split(",") if n.strip()))
+    allowed = ", ".join(PHASE_SOLVERS.names())
+    if not names:
+        raise CliError(f"--solvers: {text!r} names no solver; allowed: {allowed}")
+    for name in names:
+        if name not in PHASE_SOLVERS:
+            raise CliError(f"--solvers: unknown solver {name!r}; allowed: {allowed}")
+    return names
+
+
+def _cmd_phase_diagram(args: argparse.Namespace) -> int:
+    solvers = parse_solvers(args.solvers)
+    for flag, value, low in (("--p", args.p, 2), ("--trials", args.trials, 1), ("--grid", args.grid, 1),
+                             ("--seed", args.seed, 0)):
+        if value < low:
+            raise CliError(f"{flag}: must be >= {low}, got {value}")
+    if not args.tol > 0 or args.tol == float("inf"):
+        raise CliError(f"--tol: must be a finite number > 0, got {args.tol}")
+    check_threads(args.threads)
+    if args.out.exists() and not args.out.is_dir():
+        raise CliError(f"--out: {args.out} is a file; the phase diagram is a folder (phase_diagram.png and .json)")
+    png, js = args.out / "phase_diagram.png", args.out / "phase_diagram.json"
+    check_output_file(png, "--out")
+    check_output_file(js, "--out")
+
+    import torch
+
+    from dictlab.report.figures import render
+    from dictlab.report.phase import diagram_figure, draw_phase
+    from dictlab.theory import default_grid, phase_diagram
+
+    nonneg = not args.signed
+    grid = default_grid(args.grid)
+    codes = "signed" if args.signed else "non-negative"
+    print(f"phase diagrams: p={args.p}, {args.grid}x{args.grid} grid over (delta, rho), {args.trials} trials per cell, "
+          f"{codes} codes, seed {args.seed}")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        diagrams = []
+        for name in solvers:
+            diagram = phase_diagram(name, p=args.p, deltas=grid, rhos=grid, trials=args.trials, nonneg=nonneg,
+                                    seed=args.seed, tol=args.tol)
+            diagrams.append(diagram)
+            _, censored = diagram.contour()
+            note = f", {int(censored.sum())} columns censored at the grid edge" if bool(censored.any()) else ""
+            distance = diagram.contour_distance()
+            print(f"  {name:<6} mean |delta rho| of its 50% contour from the l1 curve: {distance:.3f} "
+                  f"({diagram.seconds:.1f} s{note})")
+    finally:
+        torch.set_num_threads(threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    png.write_bytes(render(draw_phase(diagram_figure(diagrams)), ("png",))["png"])
+    payload = {"dictlab_version": __version__, "diagrams": [d.to_json() for d in diagrams]}
+    js.write_text(json.dumps(payload, indent=1, allow_nan=False))
+    print(f"wrote {png} and {js}")
+    return 0
+
+
 # --- the parser --------------------------------------------------------------------------------------------
 
 
@@ -621,6 +687,24 @@ def build_parser() -> _Parser:
         "--out", type=Path, default=Path("dictlab-report"), help="output folder (default dictlab-report)"
     )
     report.set_defaults(handler=_cmd_report)
+
+    phase = sub.add_parser(
+        "phase-diagram", help="Donoho-Tanner phase diagrams of sparse coders given the true dictionary",
+        description="For a grid over delta = m/p and rho = k/m: a random Gaussian dictionary per cell, random k-sparse "
+        "codes, and the share each solver recovers (after least squares on its support), drawn against the "
+        "theoretical l1 phase transition. Writes DIR/phase_diagram.png and DIR/phase_diagram.json.",
+    )
+    phase.add_argument("--solvers", default="fista,omp,mp", help="comma-separated: fista, omp, mp (default all three)")
+    phase.add_argument("--p", type=int, default=100, help="latents p (default 100)")
+    phase.add_argument("--trials", type=int, default=20, help="codes per grid cell (default 20)")
+    phase.add_argument("--grid", type=int, default=10,
+                       help="cells per axis: (i + 1/2)/grid for delta and rho (default 10)")
+    phase.add_argument("--seed", type=int, default=0, help="seed of every cell's draws (default 0)")
+    phase.add_argument("--signed", action="store_true", help="signed codes (default: non-negative, FISTA with z >= 0)")
+    phase.add_argument("--tol", type=float, default=1e-3, help="relative error counted as recovered (default 1e-3)")
+    phase.add_argument("--threads", type=int, default=1, help="torch threads (default 1: many small operations)")
+    phase.add_argument("--out", type=Path, default=Path("phase-diagram"), help="output folder (default phase-diagram)")
+    phase.set_defaults(handler=_cmd_phase_diagram)
     return parser
 
 

@@ -1,7 +1,13 @@
 """Metrics against ground truth: pure functions of codes, dictionaries and labels (they never train a model;
 the probes fit only a logistic regression). Shapes: codes (N, p), dictionaries (p, m) with atoms as rows."""
 
-from dictlab.metrics.coherence import babel, mutual_coherence
+from dictlab.metrics.coherence import (
+    RIPEstimate,
+    babel,
+    coherence_recovery_bound,
+    mutual_coherence,
+    rip_constant_estimate,
+)
 from dictlab.metrics.correlation import (
     MCCResult,
     abs_correlation,
@@ -23,12 +29,14 @@ __all__ = [
     "DictionaryMatch",
     "LatentClassification",
     "MCCResult",
+    "RIPEstimate",
     "SupportMetrics",
     "abs_correlation",
     "abs_cosine_matrix",
     "active_latents",
     "babel",
     "best_feature_auc",
+    "coherence_recovery_bound",
     "feature_aucs",
     "l0",
     "latent_classification",
@@ -42,6 +50,7 @@ __all__ = [
     "mutual_coherence",
     "probe_accuracy",
     "r2",
+    "rip_constant_estimate",
     "split_mcc",
     "split_mcc_with_chance",
     "support_metrics",

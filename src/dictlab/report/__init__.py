@@ -2,7 +2,8 @@
 
 ``build_report(store_or_rows, out_dir)`` is the entry point (``dictlab report`` calls it). The modules split
 along what they do: ``aggregate`` (rows → grid, mean ± std over seeds), ``layouts`` (per-task choice of
-metrics), ``panels`` (what each figure shows), ``figures`` (matplotlib drawing), ``tables``, ``html`` (the page)
+metrics), ``panels`` (what each figure shows), ``figures`` (matplotlib drawing), ``phase`` (Donoho–Tanner heat
+maps of phase diagrams and of sweeps over input_dim), ``tables``, ``html`` (the page)
 and ``build`` (putting it together). Needs matplotlib.
 """
 

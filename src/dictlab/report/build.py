@@ -29,6 +29,7 @@ from dictlab.report.figures import FORMATS, PNG_DPI, color_keys, draw, palette, 
 from dictlab.report.html import EmbeddedFigure, Section, render_page
 from dictlab.report.layouts import HEADLINE, LAYOUTS, TaskLayout, layout_for
 from dictlab.report.panels import FigureSpec, bar_figure, curve_figure, sweep_figure
+from dictlab.report.phase import PhaseFigure, draw_phase, store_phase_figures
 from dictlab.report.tables import Table, failed_runs_table, pivot_table, run_count_table, summary_table
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ class SectionContent:
     experiment: str
     task: str
     layout: TaskLayout
-    figures: tuple[FigureSpec, ...]
+    figures: tuple[FigureSpec | PhaseFigure, ...]
     tables: tuple[Table, ...]
     settings: dict[str, Any]
 
@@ -73,7 +74,7 @@ def section_content(experiment: str, task: str, rows: Sequence[Row]) -> SectionC
     plain = [r for r in rows if r.get("step") is None]
     axes = sweep_axes(plain, grid) if plain else sweep_axes(rows, grid)
     base = slug(f"{experiment}-{task}")
-    figures = []
+    figures: list[FigureSpec | PhaseFigure] = []
     for metric in _metrics_of(layout, task, rows):
         key = f"{base}-{slug(metric)}"
         has_curve = any(r.get("step") is not None and is_number(r.get(metric)) for r in rows)
@@ -85,6 +86,8 @@ def section_content(experiment: str, task: str, rows: Sequence[Row]) -> SectionC
             spec = bar_figure(rows, metric, grid, subjects, key)
         if spec is not None:
             figures.append(spec)
+    for metric in layout.phase_metrics:  # heat maps over (δ, ρ) when the sweep varies input_dim at a fixed (p, k)
+        figures.extend(store_phase_figures(rows, grid, base, metric))
     tables = []
     summary = summary_table(rows, grid, layout.table_metrics or HEADLINE, f"{base}-summary", layout.table_step)
     if summary is not None:
@@ -181,10 +184,10 @@ def build_report(
     sections = []
     for (exp, task), group in group_by(rows, lambda r: (str(r.get("experiment")), str(r.get("task")))).items():
         content = section_content(exp, task, group)
-        colors = palette(key for spec in content.figures for key in color_keys(spec))
+        colors = palette(key for spec in content.figures if isinstance(spec, FigureSpec) for key in color_keys(spec))
         embedded = []
         for spec in content.figures:
-            fig = draw(spec, colors)
+            fig = draw_phase(spec) if isinstance(spec, PhaseFigure) else draw(spec, colors)
             rendered = render(fig, formats if embed in formats else (*formats, embed))
             files = []
             for fmt in formats:

@@ -25,6 +25,8 @@ class TaskLayout:
         append to the metric (``vs λ``).
     table_step: the step at which the summary table shows a curve: ``"last"``, or a value (e.g. λ = 0.1)
         falling back to the last step where a label lacks it.
+    phase_metrics: metrics that get phase-diagram heat maps over (δ, ρ) when the runs sweep the measurement ratio
+        at a fixed problem (``report.phase.is_phase_sweep``); () for none.
     """
 
     title: str
@@ -34,6 +36,7 @@ class TaskLayout:
     step_name: str = "step"
     step_title: str = "vs step"
     table_step: Literal["last"] | float = "last"
+    phase_metrics: tuple[str, ...] = ("mcc_ood",)
 
 
 LAYOUTS: Registry[TaskLayout] = Registry("report layout")
