@@ -19,6 +19,12 @@ by the normalised residuals of the worst-reconstructed samples (§IV-E), every `
 80 % of them. The sign of each rank-1 pair is chosen so that its codes sum to ≥ 0 (deterministic, and
 non-negative data keep mostly non-negative codes).
 
+K-SVD is slow to leave its start when k/m is large: at the study's p = 100 point (k = 10, m = 47, 2,500
+training samples, seed 0) the matched cosine is 0.62 after 50 rounds, 0.78 after 100 and 0.99 after 150
+(OOD MCC 0.97 at 200 rounds, 34 s on one thread), hence the cap of 200 rounds; with the greedy codes of a
+wrong dictionary, each round fixes only a few supports. On the paper's own problem (k = 3, m = 20) it takes
+a few tens of rounds.
+
 Vectorised as far as the algorithm allows: the supports of all atoms come from one sort of the (N, k) OMP
 support per round, and each atom's update touches only its |ω| rows (O(N k m) per sweep); the loop over the
 p atoms is the algorithm's own sequence.
@@ -49,7 +55,7 @@ class KSVDConfig(CodesStep):
     update: Literal["exact", "approximate"] = Field(
         "exact", description="Atom update: the top singular pair of the residual (exact), or one power step."
     )
-    max_rounds: int = Field(50, ge=1, description="Cap on rounds (OMP codes step + one sweep of atom updates).")
+    max_rounds: int = Field(200, ge=1, description="Cap on rounds (OMP codes step + one sweep of atom updates).")
     tol: float = Field(1e-4, ge=0, description="Stop when a round changes D by less than this (relative).")
     upkeep_every: int = Field(
         1, ge=0, description="Replace unused and duplicated atoms every this many rounds; 0: never."
