@@ -1,13 +1,15 @@
 """Data with ground truth: the dataset protocol, the generator registry, and the generators.
 
 ``make_dataset({"generator": "compositional", "num_latents": 1000}, seed=0)`` builds any registered generator's
-data from a table; ``make_compositional(num_latents=1000, seed=0)`` is the study's generator directly.
+data from a table; ``make_compositional(num_latents=1000, seed=0)`` is the study's generator directly,
+``make_hierarchical(num_parents=10, seed=0)`` the hierarchical one (parents active iff a child is).
 """
 
 from dictlab.data.compositional import CompositionalConfig, input_dim_from_cs_bound, make_compositional
-from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthDataset, Split
+from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthDataset, Hierarchy, Split
 from dictlab.data.dictionaries import random_unit_dictionary
 from dictlab.data.generators import GENERATORS, data_config, data_spec, make_dataset, register_generator
+from dictlab.data.hierarchical import HierarchicalConfig, make_hierarchical
 from dictlab.data.sampling import sample_distinct
 from dictlab.data.sparse_codes import SparseCodes
 
@@ -18,6 +20,8 @@ __all__ = [
     "DataSizes",
     "GeneratorConfig",
     "GroundTruthDataset",
+    "HierarchicalConfig",
+    "Hierarchy",
     "SparseCodes",
     "Split",
     "data_config",
@@ -25,6 +29,7 @@ __all__ = [
     "input_dim_from_cs_bound",
     "make_compositional",
     "make_dataset",
+    "make_hierarchical",
     "random_unit_dictionary",
     "register_generator",
     "sample_distinct",

@@ -27,7 +27,7 @@ from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthD
 from dictlab.data.dictionaries import random_unit_dictionary
 from dictlab.data.generators import check_seed, register_generator
 from dictlab.data.sampling import sample_distinct
-from dictlab.data.sparse_codes import SparseCodes
+from dictlab.data.sparse_codes import SparseCodes, observe
 from dictlab.validation import check_positive
 
 DEFAULT_CS_CONSTANT = 2.0
@@ -129,15 +129,6 @@ def _sample_codes(
     return SparseCodes(indices, values.to(dtype), p)
 
 
-def _observe(
-    codes: SparseCodes, dictionary: torch.Tensor, noise_std: float, generator: torch.Generator
-) -> torch.Tensor:
-    y = codes.decode(dictionary)
-    if noise_std > 0:
-        y = y + noise_std * torch.randn(y.shape, generator=generator, dtype=y.dtype)
-    return y
-
-
 @register_generator(
     "compositional",
     CompositionalConfig,
@@ -152,7 +143,7 @@ def generate_compositional(config: CompositionalConfig, seed: int, dtype: torch.
 
     def split(num_rows: int, ood: bool) -> Split:
         codes = _sample_codes(num_rows, config, ood, generator, dtype)
-        y = _observe(codes, dictionary, config.noise_std, generator)
+        y = observe(codes, dictionary, config.noise_std, generator)
         return Split(y, codes, codes.latent(0) > config.label_threshold)
 
     id_samples = split(config.n_samples, ood=False)

@@ -4,6 +4,7 @@ A dataset is a true dictionary ``D`` (p, m), atoms as rows (the papers' ``A = D.
 observations ``Y`` (N, m) with, where the generator knows them, the true codes (N, p, stored sparse) and
 labels (N,). Methods are fitted on the split ``train``; every other split is scored — by convention ``id``
 (held-out in-distribution samples) and ``ood`` (compositional out-of-distribution samples), in that order.
+A generator with hierarchical concepts also gives the ``Hierarchy`` of its latents (Def. 3.9 of seed 004).
 """
 
 from __future__ import annotations
@@ -85,11 +86,142 @@ class Split:
 
 
 @dataclass(frozen=True)
+class Hierarchy:
+    """Which latent is a sub-concept of which: ``parent[j]`` is the parent latent of latent j, −1 for a root.
+
+    The data obey Def. 3.9 of seed 004 (hierarchical concept structure): a parent is active if and only if at
+    least one of its children is active — children fire only with their parent, and a parent never fires
+    alone. *Active* means a non-zero value; true codes may store zero entries (the hierarchical generator's
+    rows with a varying number of active children do), so read activity from ``values != 0``, never from
+    ``indices`` alone. ``parent`` is (p,) int64, acyclic (every chain of parents ends at a root).
+    """
+
+    parent: torch.Tensor
+
+    def __post_init__(self) -> None:
+        parent = self.parent
+        if parent.ndim != 1 or parent.dtype != torch.int64:
+            raise ValueError(f"parent must be a (p,) int64 tensor, got {tuple(parent.shape)} {parent.dtype}")
+        p = parent.numel()
+        bad = ((parent < -1) | (parent >= p)).nonzero()
+        if bad.numel():
+            j = int(bad[0])
+            raise ValueError(f"parent[{j}]={int(parent[j])} must be -1 (a root) or a latent in 0 … {p - 1}")
+        self._ancestry_depth()  # raises on a cycle
+
+    def _ancestry_depth(self) -> int:
+        parent = self.parent
+        current, depth = parent.clone(), 0
+        while bool((current >= 0).any()):
+            depth += 1
+            if depth > parent.numel():
+                j = int((current >= 0).nonzero()[0])
+                raise ValueError(f"parent has a cycle through latent {j}: no chain of parents may return to itself")
+            current = torch.where(current >= 0, parent[current.clamp_min(0)], current)
+        return depth
+
+    @property
+    def num_latents(self) -> int:
+        return self.parent.numel()
+
+    @property
+    def depth(self) -> int:
+        """Parent links on the longest chain from a latent to its root: 0 for flat latents, 1 for parents and
+        children, 2 with grandchildren."""
+        return self._ancestry_depth()
+
+    def children(self, j: int) -> torch.Tensor:
+        """The sorted latents whose parent is ``j`` (empty for a leaf), int64."""
+        return (self.parent == j).nonzero().squeeze(1)
+
+    def parents(self) -> torch.Tensor:
+        """The sorted latents that have at least one child, int64."""
+        return torch.unique(self.parent[self.parent >= 0])
+
+    def leaves(self) -> torch.Tensor:
+        """The sorted latents without children (free latents included), int64."""
+        return (~self._has_children(self.parent)).nonzero().squeeze(1)
+
+    @staticmethod
+    def _has_children(parent: torch.Tensor) -> torch.Tensor:
+        """(p,) bool: latent j is some latent's parent."""
+        has = torch.zeros(parent.numel(), dtype=torch.bool, device=parent.device)
+        has[parent[parent >= 0]] = True
+        return has
+
+    def check(self, codes: SparseCodes | torch.Tensor) -> None:
+        """Raise ValueError naming the first sample and latent that violate Def. 3.9: a child active without its
+        parent, or a parent active with no child active. ``codes`` are sparse or dense (N, p); active = non-zero.
+        Memory O(N·k²) for sparse codes with k stored entries per row, O(N·p) for dense ones."""
+        p = self.num_latents
+        shape: tuple[int, ...]
+        if isinstance(codes, SparseCodes):
+            shape, device = (len(codes), codes.num_latents), codes.indices.device
+        else:
+            shape, device = tuple(codes.shape), codes.device
+        if len(shape) != 2 or shape[1] != p:
+            raise ValueError(f"codes must be (N, {p}) for a hierarchy of {p} latents, got {shape}")
+        parent = self.parent.to(device)
+        if isinstance(codes, SparseCodes):
+            orphan, lonely = self._violations_sparse(codes, parent)
+        else:
+            orphan, lonely = self._violations_dense(codes, parent)
+        if orphan is not None:
+            row, j = orphan
+            raise ValueError(
+                f"sample {row}: latent {j} is active without its parent {int(parent[j])} "
+                "(Def. 3.9: children fire only with their parent)"
+            )
+        if lonely is not None:
+            row, j = lonely
+            raise ValueError(
+                f"sample {row}: parent {j} is active with no child active (Def. 3.9: a parent fires iff a child does)"
+            )
+
+    @staticmethod
+    def _first(mask: torch.Tensor, columns: torch.Tensor) -> tuple[int, int] | None:
+        hits = mask.nonzero()
+        if hits.numel() == 0:
+            return None
+        row, col = (int(v) for v in hits[0])
+        return row, int(columns[row, col]) if columns.ndim == 2 else int(columns[col])
+
+    def _violations_dense(
+        self, codes: torch.Tensor, parent: torch.Tensor
+    ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        active = codes != 0
+        child = (parent >= 0).nonzero().squeeze(1)
+        orphan = active[:, child] & ~active[:, parent[child]]
+        count = torch.zeros(active.shape, dtype=torch.int64, device=active.device)
+        count.index_add_(1, parent[child], active[:, child].to(torch.int64))
+        lonely = active & self._has_children(parent) & (count == 0)
+        every = torch.arange(self.num_latents, device=active.device)
+        return self._first(orphan, child), self._first(lonely, every)
+
+    def _violations_sparse(
+        self, codes: SparseCodes, parent: torch.Tensor
+    ) -> tuple[tuple[int, int] | None, tuple[int, int] | None]:
+        index, active = codes.indices, codes.values != 0  # (N, k) each
+        up = parent[index]  # the parent of every stored entry, -1 for roots
+        same = index[:, None, :] == up[:, :, None]  # [n, a, b]: entry b is the parent of entry a
+        parent_on = (same & active[:, None, :]).any(dim=2)
+        orphan = active & (up >= 0) & ~parent_on
+        # entry a is a parent with an active child b: index[a] == up[b] for an active b
+        child_on = ((index[:, :, None] == up[:, None, :]) & active[:, None, :]).any(dim=2)
+        lonely = active & self._has_children(parent)[index] & ~child_on
+        return self._first(orphan, index), self._first(lonely, index)
+
+    def to(self, device: torch.device | str) -> Hierarchy:
+        return Hierarchy(self.parent.to(device))
+
+
+@dataclass(frozen=True)
 class GroundTruthDataset:
     """A generator's output: the true dictionary (p, m), named splits (``train`` first) and how it was made.
 
     ``data["ood"]`` is a split by name; ``data.train`` the training split; ``evaluation_splits()`` every
-    other split in order. ``k`` is the number of active latents per sample where the generator fixes it.
+    other split in order. ``k`` is the number of active latents per sample where the generator fixes it;
+    ``hierarchy`` the parent of every latent where the latents form concepts and sub-concepts (else None).
     """
 
     config: GeneratorConfig
@@ -97,6 +229,7 @@ class GroundTruthDataset:
     dictionary: torch.Tensor
     splits: Mapping[str, Split]
     k: int | None = None
+    hierarchy: Hierarchy | None = None
 
     def __post_init__(self) -> None:
         if TRAIN not in self.splits:
@@ -109,6 +242,8 @@ class GroundTruthDataset:
                 )
             if split.codes is not None and split.codes.num_latents != p:
                 raise ValueError(f"split {name!r}: codes have {split.codes.num_latents} latents, the dictionary {p}")
+        if self.hierarchy is not None and self.hierarchy.num_latents != p:
+            raise ValueError(f"the hierarchy has {self.hierarchy.num_latents} latents, the dictionary {p}")
 
     @property
     def generator(self) -> str:
@@ -143,4 +278,5 @@ class GroundTruthDataset:
 
     def to(self, device: torch.device | str) -> GroundTruthDataset:
         splits = {name: split.to(device) for name, split in self.splits.items()}
-        return GroundTruthDataset(self.config, self.seed, self.dictionary.to(device), splits, self.k)
+        hierarchy = None if self.hierarchy is None else self.hierarchy.to(device)
+        return GroundTruthDataset(self.config, self.seed, self.dictionary.to(device), splits, self.k, hierarchy)

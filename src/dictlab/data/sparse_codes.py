@@ -60,3 +60,12 @@ class SparseCodes:
 
     def to(self, device: torch.device | str) -> SparseCodes:
         return SparseCodes(self.indices.to(device), self.values.to(device), self.num_latents)
+
+
+def observe(codes: SparseCodes, dictionary: torch.Tensor, noise_std: float, generator: torch.Generator) -> torch.Tensor:
+    """Observations Y = Z D (N, m) of codes Z and a dictionary D (p, m), plus N(0, noise_std²) noise from
+    ``generator`` when noise_std > 0 (what every generator observes)."""
+    y = codes.decode(dictionary)
+    if noise_std > 0:
+        y = y + noise_std * torch.randn(y.shape, generator=generator, dtype=y.dtype)
+    return y
