@@ -180,7 +180,10 @@ def test_sigterm_keeps_finished_runs_and_prints_how_to_resume(tmp_path):
     while time.time() < deadline:
         time.sleep(0.5)
         if store.exists():
-            done = sqlite3.connect(store).execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+            try:
+                done = sqlite3.connect(store).execute("SELECT count(*) FROM runs WHERE status = 'done'").fetchone()[0]
+            except sqlite3.OperationalError:  # the file exists a moment before its tables do
+                continue
             if done:
                 break
     process.send_signal(signal.SIGTERM)

@@ -20,7 +20,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("dictlab", "registry", "config", "validation"),
     ("data", "inference"),
     ("metrics",),
-    ("models", "theory"),
+    ("models", "theory", "diagnostics"),
     ("learners", "sae", "baselines"),
     ("methods",),
     ("experiments", "estimators"),

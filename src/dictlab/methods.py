@@ -283,6 +283,17 @@ def _linear_probe(problem: Problem, overrides: dict[str, Any], recipe: str) -> D
     return RidgeProbe(config)  # type: ignore[arg-type]
 
 
+@register_method(
+    "random_dictionary", "FISTA (λ=0.1, z ≥ 0) on a random unit dictionary of the data's width: the untrained floor"
+)
+def _random_dictionary(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
+    from dictlab.baselines import RandomDictionary, RandomDictionaryConfig
+
+    _check_fixed("random_dictionary", overrides)
+    (config,) = configure("random_dictionary", overrides, (RandomDictionaryConfig, {"width": problem.num_latents}))
+    return RandomDictionary(config)  # type: ignore[arg-type]
+
+
 @register_method("pca", "PCA with k components fitted on the ID training observations")
 def _pca(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
     from dictlab.baselines import PCABaseline, PCAConfig

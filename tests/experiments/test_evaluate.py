@@ -87,3 +87,21 @@ def test_a_new_metric_is_one_function_and_its_registration(data, atoms_used):
         used = float((result.model.encode(data[split].y) != 0).any(dim=0).sum())  # type: ignore[union-attr]
         assert result.metrics[f"atoms_used_{split}"] == used > 0
     assert list(result.metrics)[-2:] == ["atoms_used_id", "atoms_used_ood"]  # registration order
+
+
+def test_absorption_and_stationarity_scores_on_hierarchical_data() -> None:
+    from dictlab.data import make_dataset
+
+    data = make_dataset(
+        {"generator": "hierarchical", "num_parents": 4, "children_per_parent": 2, "num_roots_free": 20,
+         "k_parents": 2, "k_free": 1, "input_dim": 30, "n_samples": 800},
+        seed=0,
+    )
+    oracle = run_method("fista_oracle", data, seed=0).metrics
+    assert oracle["absorption_id"] == 0.0 and oracle["absorption_ood"] == 0.0  # the truth absorbs nothing
+    assert oracle["split_features"] == 0.0
+    assert 0.0 <= oracle["stationarity_median"] <= oracle["stationarity_q95"] <= 1.0
+    floor = run_method("random_dictionary", data, seed=0).metrics
+    assert floor["stationarity_median"] > 0.9  # a random dictionary is far from stationary
+    plain = run_method("fista_oracle", make_compositional(num_latents=20, k=3, n_samples=400, seed=0), seed=0)
+    assert "absorption_ood" not in plain.metrics and "stationarity_median" in plain.metrics  # no hierarchy there

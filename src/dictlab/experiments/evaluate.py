@@ -25,7 +25,7 @@ from typing import Literal
 
 import torch
 
-from dictlab import metrics
+from dictlab import diagnostics, metrics
 from dictlab.data import TRAIN, GroundTruthDataset, Split
 from dictlab.models import DictionaryModel
 from dictlab.registry import Registry
@@ -66,16 +66,18 @@ class Scoring:
 
 
 ScoreFn = Callable[[Scoring], dict[str, float]]
+# What a score may need of the data: true codes and labels on every split, or the latents' hierarchy.
+Need = Literal["codes", "labels", "hierarchy"]
 
 
 @dataclass(frozen=True)
 class Score:
     """A registered score: ``fn(scoring) -> {metric: value}``; ``needs`` what the data must have (true codes,
-    labels), ``option`` the scoring option it belongs to (None: always computed)."""
+    labels, the hierarchy), ``option`` the scoring option it belongs to (None: always computed)."""
 
     name: str
     fn: ScoreFn
-    needs: tuple[Literal["codes", "labels"], ...] = ()
+    needs: tuple[Need, ...] = ()
     option: Option | None = None
 
 
@@ -83,7 +85,7 @@ SCORES: Registry[Score] = Registry("score")  # run in registration order: the or
 
 
 def register_score(
-    name: str, *, needs: tuple[Literal["codes", "labels"], ...] = (), option: Option | None = None
+    name: str, *, needs: tuple[Need, ...] = (), option: Option | None = None
 ) -> Callable[[ScoreFn], ScoreFn]:
     def decorator(fn: ScoreFn) -> ScoreFn:
         SCORES.register(name)(Score(name, fn, needs, option))
@@ -93,6 +95,8 @@ def register_score(
 
 
 def _has(data: GroundTruthDataset, part: str) -> bool:
+    if part == "hierarchy":
+        return data.hierarchy is not None
     return all(getattr(split, part) is not None for split in data.splits.values())
 
 
@@ -208,3 +212,36 @@ def _best_feature(s: Scoring) -> dict[str, float]:
     if sets is None:
         return {}
     return {f"auc_{name}": value for name, value in metrics.best_feature_auc(*sets).aucs.items()}
+
+
+@register_score("stationarity")
+def _stationarity(s: Scoring) -> dict[str, float]:
+    """Seed 003's stationarity condition on the data the model was fitted to (train), over live atoms: the
+    median and 95th percentile of ‖(I − d_j d_jᵀ) Rᵀz_j‖ / ‖Rᵀz_j‖ (0: the atom points along the code-weighted
+    sum of its residuals, the condition with an L1 term), and the median of ‖Rᵀz_j‖ / Σ_n |z_nj|‖r_n‖ (0: no
+    pull at all, the condition without one, e.g. TopK codes, whose angle is ~90° by construction)."""
+    model = s.model
+    offset = None if model.offset is None else model.offset.detach().cpu()
+    codes = s.codes[TRAIN].detach().cpu()
+    result = diagnostics.stationarity(s.data.train.y.cpu(), codes, model.dictionary.detach().cpu(), offset=offset)
+    coherence = diagnostics.quantile_summary(result.pull_coherence[~result.dead])
+    return {
+        "stationarity_median": result.quantiles["median"],
+        "stationarity_q95": result.quantiles["q95"],
+        "pull_coherence_median": coherence["median"],
+    }
+
+
+@register_score("absorption", needs=("codes", "hierarchy"))
+def _absorption(s: Scoring) -> dict[str, float]:
+    """Feature absorption per split (``diagnostics.absorption``: a parent's latent silent while an active latent
+    carries the parent's direction, over the samples where a child is active), and the true features that two
+    or more learned atoms match (|cos| ≥ 0.7: splitting)."""
+    learned, true = s.model.dictionary.detach().cpu(), s.data.dictionary.cpu()
+    parent = s.data.hierarchy.parent.cpu()  # type: ignore[union-attr]
+    out = {
+        f"absorption_{name}": diagnostics.absorption(learned, true, parent, codes, split.codes).overall  # type: ignore[arg-type]
+        for name, (split, codes) in s.evaluation().items()
+    }
+    out["split_features"] = float(diagnostics.splitting(learned, true).split.numel())
+    return out

@@ -52,9 +52,11 @@ _register(
     "method",
     TaskLayout(
         title="Sweep",
-        metrics=HEADLINE,
+        # absorption exists on data with a hierarchy only; the stationarity residual (seed 003) on every run
+        metrics=(*HEADLINE, "absorption_ood", "absorption_id", "stationarity_median"),
         table_metrics=("mcc_id", "mcc_ood", "mcc_chance_ood", "acc_id", "acc_ood", "auc_id", "auc_ood",
-                       "dict_mean_cosine", "total_s"),
+                       "dict_mean_cosine", "absorption_ood", "split_features", "stationarity_median",
+                       "pull_coherence_median", "total_s"),
     ),
 )
 _register(
