@@ -11,15 +11,24 @@ Shapes, atoms as rows: observations Y (N, m), codes Z (N, p), dictionary D (p, m
 from __future__ import annotations
 
 from abc import abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
+from tqdm.auto import tqdm
 
 from dictlab.config import Config
 from dictlab.data import random_unit_dictionary
 from dictlab.inference.solvers import FistaSolver, OmpSolver, Solver
-from dictlab.learners.dictionary_update import normalize_atoms
+from dictlab.learners.dictionary_update import (
+    POLISH_START,
+    atoms_to_replace,
+    duplicate_threshold,
+    normalize_atoms,
+    relative_change,
+    replace_atoms,
+)
 from dictlab.models.base import DictionaryModel, FitContext
 from dictlab.models.history import TrainingHistory
 from dictlab.models.sparse_coding import SparseCodingModel
@@ -173,3 +182,62 @@ class ClassicalLearner(DictionaryModel):
         model = cls(settings)
         model._coder = SparseCodingModel(dictionary, settings.solver(encoding=True))
         return model
+
+
+class RoundsConfig(CodesStep):
+    """A learner that alternates whole rounds over the training set (MOD, K-SVD): the cap, the stop, the upkeep."""
+
+    max_rounds: int = Field(100, ge=1, description="Cap on rounds (codes step + dictionary step).")
+    tol: float = Field(1e-4, ge=0, description="Stop when a round without replacement changes D by less than this.")
+    upkeep_every: int = Field(
+        5, ge=0, description="Replace unused and duplicated atoms every this many rounds; 0: never."
+    )
+    log_every: int = Field(5, ge=1, description="Rounds between history entries (one is always added at the end).")
+
+
+# One round: (round index, dictionary (p, m), codes (N, p)) -> (fitted dictionary (p, m), its codes (N, p)).
+Round = Callable[[int, torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]
+
+
+class RoundsLearner(ClassicalLearner):
+    """A ``ClassicalLearner`` made of rounds over the whole training set; ``alternate`` runs them.
+
+    After ``fit``: ``rounds_run``, and one history entry per logged round (step = round; change, replaced,
+    mse_loss, l0, dead, and the matched dictionary quality with ``FitContext.ground_truth``).
+    """
+
+    settings: RoundsConfig
+
+    def __init__(self, config: RoundsConfig) -> None:
+        super().__init__(config)
+        self.rounds_run = 0
+
+    def alternate(
+        self, x: torch.Tensor, dictionary: torch.Tensor, one_round: Round, generator: torch.Generator,
+        context: FitContext,
+    ) -> torch.Tensor:
+        """Run ``one_round`` until the cap or the stop; after each, atom upkeep when due (every ``upkeep_every``
+        rounds before ``POLISH_START`` of the cap: unused atoms and the less-used of a pair with |cos| above
+        ``duplicate_threshold`` become normalised residuals of the worst-reconstructed samples), then unit
+        atoms. Returns the last dictionary (p, m)."""
+        cfg = self.settings
+        duplicate = duplicate_threshold(cfg.width, x.shape[1])
+        d, z = dictionary, x.new_zeros(x.shape[0], cfg.width)
+        for r in tqdm(range(cfg.max_rounds), desc=self.kind, unit="round", disable=not context.progress):
+            fitted, z = one_round(r, d, z)
+            replaced = 0
+            if cfg.upkeep_every and (r + 1) % cfg.upkeep_every == 0 and r < POLISH_START * cfg.max_rounds:
+                indices = atoms_to_replace(fitted, z, duplicate)
+                replaced = int(indices.numel())
+                if replaced:
+                    fitted, z = replace_atoms(fitted, z, x, indices, generator)
+            new = normalize_atoms(fitted)[0]
+            change = relative_change(new, d)
+            d = new
+            done = change < cfg.tol and replaced == 0
+            if (r + 1) % cfg.log_every == 0 or done or r == cfg.max_rounds - 1:
+                self.log(r + 1, x, z, fitted, context, change=change, replaced=replaced)
+            if done:
+                break
+        self.rounds_run = r + 1
+        return d

@@ -20,6 +20,8 @@ import torch
 
 from dictlab.validation import check_matrix, check_positive
 
+# Atoms are replaced only before this fraction of a learner's rounds, so the last rounds refine a fixed set.
+POLISH_START = 0.8
 # Rows of the (rows, p) cosine block computed at once when looking for duplicates (bounds memory at large p).
 _COSINE_BLOCK_ROWS = 2048
 
@@ -51,6 +53,11 @@ def least_squares_dictionary(codes: torch.Tensor, y: torch.Tensor, ridge: float 
         return torch.cholesky_solve(rhs64, factor).to(y.dtype)
     solution = torch.linalg.lstsq(gram64.cpu(), rhs64.cpu(), driver="gelsd").solution
     return solution.to(device=y.device, dtype=y.dtype)
+
+
+def relative_change(new: torch.Tensor, old: torch.Tensor) -> float:
+    """‖new − old‖_F / ‖old‖_F of two dictionaries (p, m): how far a round moved the atoms."""
+    return float(torch.linalg.vector_norm(new - old) / torch.linalg.vector_norm(old).clamp_min(1e-12))
 
 
 def normalize_atoms(dictionary: torch.Tensor, min_norm: float = 1e-8) -> tuple[torch.Tensor, torch.Tensor]:

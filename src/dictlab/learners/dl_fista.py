@@ -63,6 +63,7 @@ from dictlab.config import Config
 from dictlab.data import random_unit_dictionary
 from dictlab.inference import FistaSolver, fista
 from dictlab.learners.dictionary_update import (
+    POLISH_START,
     atoms_to_replace,
     duplicate_threshold,
     least_squares_dictionary,
@@ -73,9 +74,6 @@ from dictlab.models.base import MODEL_KINDS, DictionaryModel, FitContext
 from dictlab.models.history import TrainingHistory
 from dictlab.models.sparse_coding import SparseCodingModel
 from dictlab.validation import check_matrix
-
-# Atoms are replaced only before this fraction of ``max_rounds``, so the last rounds refine a fixed set of atoms.
-POLISH_START = 0.8
 
 
 class DLFistaConfig(Config):

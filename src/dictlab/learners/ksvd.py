@@ -36,16 +36,12 @@ from typing import ClassVar, Literal
 
 import torch
 from pydantic import Field, model_validator
-from tqdm.auto import tqdm
 
-from dictlab.learners.classical import ClassicalLearner, CodesStep
-from dictlab.learners.dictionary_update import atoms_to_replace, duplicate_threshold, normalize_atoms, replace_atoms
+from dictlab.learners.classical import CodesStep, RoundsConfig, RoundsLearner
 from dictlab.models.base import MODEL_KINDS, FitContext
 
-POLISH_START = 0.8
 
-
-class KSVDConfig(CodesStep):
+class KSVDConfig(RoundsConfig):
     """Hyperparameters of K-SVD. The codes step is OMP with ``n_nonzero`` atoms (required)."""
 
     coder: Literal["omp"] = Field("omp", description="K-SVD's codes step is OMP.")
@@ -56,11 +52,9 @@ class KSVDConfig(CodesStep):
         "exact", description="Atom update: the top singular pair of the residual (exact), or one power step."
     )
     max_rounds: int = Field(200, ge=1, description="Cap on rounds (OMP codes step + one sweep of atom updates).")
-    tol: float = Field(1e-4, ge=0, description="Stop when a round changes D by less than this (relative).")
     upkeep_every: int = Field(
         1, ge=0, description="Replace unused and duplicated atoms every this many rounds; 0: never."
     )
-    log_every: int = Field(5, ge=1, description="Rounds between history entries (one is always added at the end).")
 
     @model_validator(mode="after")
     def _check_k(self) -> KSVDConfig:
@@ -129,44 +123,20 @@ def ksvd_sweep(
 
 
 @MODEL_KINDS.register("ksvd")
-class KSVD(ClassicalLearner):
-    """K-SVD; see the module docstring. ``encode`` is OMP with ``n_nonzero`` atoms on the learned dictionary.
-
-    After ``fit``: ``history`` has one entry per logged round (step = round; change, replaced, mse_loss, l0,
-    dead, and the matched dictionary quality with ``FitContext.ground_truth``); ``rounds_run``.
-    """
+class KSVD(RoundsLearner):
+    """K-SVD; see the module docstring. ``encode`` is OMP with ``n_nonzero`` atoms on the learned dictionary
+    (history and ``rounds_run``: ``RoundsLearner``)."""
 
     kind: ClassVar[str] = "ksvd"
     config_class: ClassVar[type[CodesStep]] = KSVDConfig
     settings: KSVDConfig
 
-    def __init__(self, config: KSVDConfig) -> None:
-        super().__init__(config)
-        self.rounds_run = 0
-
     def learn(
         self, x: torch.Tensor, dictionary: torch.Tensor, generator: torch.Generator, context: FitContext
     ) -> torch.Tensor:
-        cfg = self.settings
-        d = dictionary
-        solver = cfg.solver()
-        duplicate = duplicate_threshold(cfg.width, x.shape[1])
-        for r in tqdm(range(cfg.max_rounds), desc="K-SVD", unit="round", disable=not context.progress):
-            z = solver.solve(x, d).codes
-            new, z = ksvd_sweep(x, d, z, exact=cfg.update == "exact")
-            replaced = 0
-            if cfg.upkeep_every and (r + 1) % cfg.upkeep_every == 0 and r < POLISH_START * cfg.max_rounds:
-                indices = atoms_to_replace(new, z, duplicate)
-                replaced = int(indices.numel())
-                if replaced:
-                    new, z = replace_atoms(new, z, x, indices, generator)
-                    new = normalize_atoms(new)[0]
-            change = float(torch.linalg.vector_norm(new - d) / torch.linalg.vector_norm(d).clamp_min(1e-12))
-            d = new
-            done = change < cfg.tol and replaced == 0
-            if (r + 1) % cfg.log_every == 0 or done or r == cfg.max_rounds - 1:
-                self.log(r + 1, x, z, d, context, change=change, replaced=replaced)
-            if done:
-                break
-        self.rounds_run = r + 1
-        return d
+        solver, exact = self.settings.solver(), self.settings.update == "exact"
+
+        def one_round(r: int, d: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            return ksvd_sweep(x, d, solver.solve(x, d).codes, exact=exact)
+
+        return self.alternate(x, dictionary, one_round, generator, context)
