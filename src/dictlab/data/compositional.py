@@ -18,14 +18,14 @@ data; the OOD split presents it in exactly those unseen combinations.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from pydantic import Field, model_validator
 
-from dictlab.config import parse_config
 from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthDataset, Split
 from dictlab.data.dictionaries import random_unit_dictionary
-from dictlab.data.generators import check_seed, register_generator
+from dictlab.data.generators import make_from_fields, register_generator
 from dictlab.data.sampling import sample_distinct
 from dictlab.data.sparse_codes import SparseCodes, observe
 from dictlab.validation import check_positive
@@ -110,21 +110,43 @@ class CompositionalConfig(GeneratorConfig):
         return DataSizes(self.num_latents, self.k, self.resolved_input_dim, self.n_samples // 2)
 
 
+def sample_compositional_supports(
+    num_rows: int, num_items: int, k: int, num_ood: int, ood: bool, generator: torch.Generator
+) -> torch.Tensor:
+    """(N, k) distinct item indices per row by the study's settings, for items 0 … num_items−1 whose last
+    ``num_ood`` form the OOD pool and 1 … num_items−num_ood−1 the ID pool: ID rows are setting A (item 0 first,
+    then k−1 from the ID pool) or B (k items from 1 … num_items−1) with probability ½ each; OOD rows are setting
+    C (item 0 first, then k−1 from the OOD pool). The items are latents here and parents in ``hierarchical``."""
+    indices = torch.empty(num_rows, k, dtype=torch.int64)
+    if ood:
+        uses_first = torch.ones(num_rows, dtype=torch.bool)
+    else:
+        uses_first = torch.rand(num_rows, generator=generator) < 0.5
+    a_rows, b_rows = uses_first.nonzero().squeeze(1), (~uses_first).nonzero().squeeze(1)
+    offset, size = (num_items - num_ood, num_ood) if ood else (1, num_items - num_ood - 1)
+    indices[a_rows, 0] = 0
+    indices[a_rows, 1:] = sample_distinct(len(a_rows), k - 1, size, generator, offset=offset)
+    indices[b_rows] = sample_distinct(len(b_rows), k, num_items - 1, generator, offset=1)
+    return indices
+
+
+def id_ood_splits(n_samples: int, make_split: Callable[[int, bool], Split]) -> dict[str, Split]:
+    """``train`` / ``id`` halves of ``make_split(n_samples, ood=False)`` and ``ood`` = ``make_split(n_samples // 2,
+    ood=True)``, drawn in that order (the splits of every generator that asks the compositional question)."""
+    id_samples = make_split(n_samples, False)
+    n_train = n_samples // 2
+    return {
+        TRAIN: id_samples.rows(slice(0, n_train)),
+        "id": id_samples.rows(slice(n_train, None)),
+        "ood": make_split(n_samples // 2, True),
+    }
+
+
 def _sample_codes(
     num_rows: int, config: CompositionalConfig, ood: bool, generator: torch.Generator, dtype: torch.dtype
 ) -> SparseCodes:
     p, k = config.num_latents, config.k
-    num_ood = config.resolved_num_ood
-    indices = torch.empty(num_rows, k, dtype=torch.int64)
-    if ood:
-        uses_z0 = torch.ones(num_rows, dtype=torch.bool)
-    else:
-        uses_z0 = torch.rand(num_rows, generator=generator) < 0.5
-    a_rows, b_rows = uses_z0.nonzero().squeeze(1), (~uses_z0).nonzero().squeeze(1)
-    partner_pool = (p - num_ood, num_ood) if ood else (1, p - num_ood - 1)  # (offset, size)
-    indices[a_rows, 0] = 0
-    indices[a_rows, 1:] = sample_distinct(len(a_rows), k - 1, partner_pool[1], generator, offset=partner_pool[0])
-    indices[b_rows] = sample_distinct(len(b_rows), k, p - 1, generator, offset=1)
+    indices = sample_compositional_supports(num_rows, p, k, config.resolved_num_ood, ood, generator)
     values = torch.rand(num_rows, k, generator=generator, dtype=torch.float64) ** config.magnitude_power
     return SparseCodes(indices, values.to(dtype), p)
 
@@ -146,14 +168,7 @@ def generate_compositional(config: CompositionalConfig, seed: int, dtype: torch.
         y = observe(codes, dictionary, config.noise_std, generator)
         return Split(y, codes, codes.latent(0) > config.label_threshold)
 
-    id_samples = split(config.n_samples, ood=False)
-    n_train = config.n_samples // 2
-    splits = {
-        TRAIN: id_samples.rows(slice(0, n_train)),
-        "id": id_samples.rows(slice(n_train, None)),
-        "ood": split(config.n_samples // 2, ood=True),
-    }
-    return GroundTruthDataset(config, seed, dictionary, splits, k=config.k)
+    return GroundTruthDataset(config, seed, dictionary, id_ood_splits(config.n_samples, split), k=config.k)
 
 
 def make_compositional(
@@ -166,11 +181,6 @@ def make_compositional(
 ) -> GroundTruthDataset:
     """The study's data; ``make_compositional(num_latents=1000, k=10, seed=0)`` is shorthand for a config
     (``fields`` update ``config`` when both are given). Splits ``train``, ``id`` and ``ood``."""
-    check_seed(seed)
-    base = config.model_dump() if config is not None else {}
-    settings = (
-        parse_config(CompositionalConfig, {**base, **fields}, where="make_compositional")
-        if fields or config is None
-        else config
+    return make_from_fields(
+        CompositionalConfig, config, fields, seed=seed, dtype=dtype, device=device, where="make_compositional"
     )
-    return generate_compositional(settings, seed, dtype).to(device)

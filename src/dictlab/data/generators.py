@@ -83,6 +83,24 @@ def make_dataset(
     return GENERATORS[config.generator].make(config, seed, dtype).to(device)
 
 
+def make_from_fields(
+    config_class: type[G],
+    config: G | None,
+    fields: Mapping[str, object],
+    *,
+    seed: int,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    where: str,
+) -> GroundTruthDataset:
+    """What a generator's ``make_<name>(config=None, *, seed, dtype, device, **fields)`` shorthand does: ``config``
+    (its defaults when None) updated by ``fields`` and validated (errors name ``where``), then ``make_dataset``."""
+    check_seed(seed)
+    base = config.model_dump() if config is not None else {}
+    settings = parse_config(config_class, {**base, **fields}, where=where) if fields or config is None else config
+    return make_dataset(settings, seed=seed, dtype=dtype, device=device)
+
+
 def check_seed(seed: object) -> int:
     """``seed`` if it is an integer ≥ 0 (not a bool); ValueError naming it otherwise."""
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:

@@ -45,11 +45,15 @@ from typing import Literal
 import torch
 from pydantic import Field, model_validator
 
-from dictlab.config import parse_config
-from dictlab.data.compositional import DEFAULT_CS_CONSTANT, input_dim_from_cs_bound
-from dictlab.data.dataset import TRAIN, DataSizes, GeneratorConfig, GroundTruthDataset, Hierarchy, Split
+from dictlab.data.compositional import (
+    DEFAULT_CS_CONSTANT,
+    id_ood_splits,
+    input_dim_from_cs_bound,
+    sample_compositional_supports,
+)
+from dictlab.data.dataset import DataSizes, GeneratorConfig, GroundTruthDataset, Hierarchy, Split
 from dictlab.data.dictionaries import random_unit_dictionary
-from dictlab.data.generators import check_seed, register_generator
+from dictlab.data.generators import make_from_fields, register_generator
 from dictlab.data.sampling import sample_distinct
 from dictlab.data.sparse_codes import SparseCodes, observe
 
@@ -215,22 +219,6 @@ def hierarchical_dictionary(
     return atoms.to(dtype)
 
 
-def _sample_parents(num_rows: int, config: HierarchicalConfig, ood: bool, generator: torch.Generator) -> torch.Tensor:
-    """(N, k_parents) distinct active parents of settings A/B (ID) or C (OOD); parent 0 first where active."""
-    num_parents, kp, num_ood = config.num_parents, config.k_parents, config.resolved_num_ood
-    parents = torch.empty(num_rows, kp, dtype=torch.int64)
-    if ood:
-        uses_p0 = torch.ones(num_rows, dtype=torch.bool)
-    else:
-        uses_p0 = torch.rand(num_rows, generator=generator) < 0.5
-    a_rows, b_rows = uses_p0.nonzero().squeeze(1), (~uses_p0).nonzero().squeeze(1)
-    offset, size = (num_parents - num_ood, num_ood) if ood else (1, num_parents - num_ood - 1)
-    parents[a_rows, 0] = 0
-    parents[a_rows, 1:] = sample_distinct(len(a_rows), kp - 1, size, generator, offset=offset)
-    parents[b_rows] = sample_distinct(len(b_rows), kp, num_parents - 1, generator, offset=1)
-    return parents
-
-
 def _sample_codes(
     num_rows: int, config: HierarchicalConfig, ood: bool, generator: torch.Generator, dtype: torch.dtype
 ) -> SparseCodes:
@@ -239,7 +227,7 @@ def _sample_codes(
     1 … max_children are active and the rest stored with value 0; then the active free latents."""
     num_parents, per, kp = config.num_parents, config.children_per_parent, config.k_parents
     most = config.resolved_max_children
-    parents = _sample_parents(num_rows, config, ood, generator)
+    parents = sample_compositional_supports(num_rows, num_parents, kp, config.resolved_num_ood, ood, generator)
     if most == 1:
         offsets = torch.randint(0, per, (num_rows, kp, 1), generator=generator)
         active = torch.ones(num_rows, kp, 1, dtype=torch.bool)
@@ -275,13 +263,7 @@ def generate_hierarchical(config: HierarchicalConfig, seed: int, dtype: torch.dt
         y = observe(codes, dictionary, config.noise_std, generator)
         return Split(y, codes, config.labels(codes))
 
-    id_samples = split(config.n_samples, ood=False)
-    n_train = config.n_samples // 2
-    splits = {
-        TRAIN: id_samples.rows(slice(0, n_train)),
-        "id": id_samples.rows(slice(n_train, None)),
-        "ood": split(config.n_samples // 2, ood=True),
-    }
+    splits = id_ood_splits(config.n_samples, split)
     return GroundTruthDataset(config, seed, dictionary, splits, k=config.k, hierarchy=config.hierarchy())
 
 
@@ -295,11 +277,6 @@ def make_hierarchical(
 ) -> GroundTruthDataset:
     """``make_hierarchical(num_parents=20, seed=0)`` is shorthand for a config (``fields`` update ``config``
     when both are given). Splits ``train``, ``id`` and ``ood``."""
-    check_seed(seed)
-    base = config.model_dump() if config is not None else {}
-    settings = (
-        parse_config(HierarchicalConfig, {**base, **fields}, where="make_hierarchical")
-        if fields or config is None
-        else config
+    return make_from_fields(
+        HierarchicalConfig, config, fields, seed=seed, dtype=dtype, device=device, where="make_hierarchical"
     )
-    return generate_hierarchical(settings, seed, dtype).to(device)
