@@ -60,13 +60,11 @@ import functools
 import json
 import math
 import os
-import platform
 import statistics
 import time
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import numpy as np
@@ -77,8 +75,11 @@ from sklearn.decomposition import MiniBatchDictionaryLearning, sparse_encode
 from sklearn.exceptions import ConvergenceWarning
 from threadpoolctl import threadpool_limits
 
+from dictlab.cli import CliError, parse_overrides
 from dictlab.data import GroundTruthDataset, make_dataset, random_unit_dictionary
+from dictlab.diagnostics import json_ready
 from dictlab.experiments.evaluate import encode_splits
+from dictlab.experiments.runs import package_versions
 from dictlab.inference import FistaSolver, fista
 from dictlab.methods import METHODS, Problem, build_method
 from dictlab.metrics import match_dictionaries, split_mcc
@@ -192,23 +193,6 @@ def capped_epochs(epochs: int, seconds_per_batch: float, batches_per_epoch: int,
     if per_epoch * epochs <= cap_s or per_epoch <= 0:
         return epochs
     return max(1, min(epochs, math.floor(cap_s / per_epoch)))
-
-
-def parse_sets(items: list[str]) -> dict[str, dict[str, Any]]:
-    """``["dl_fista.max_rounds=100", ...]`` → ``{"dl_fista": {"max_rounds": 100}}`` (values read as JSON, else
-    kept as strings)."""
-    out: dict[str, dict[str, Any]] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        method, dot, name = key.partition(".")
-        if not sep or not dot or not method or not name:
-            raise ValueError(f"--set takes METHOD.FIELD=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        out.setdefault(method, {})[name] = value
-    return out
 
 
 def budget_fields(config: Any) -> dict[str, Any]:
@@ -671,24 +655,7 @@ def print_learning(result: dict[str, Any]) -> None:
 
 
 def _versions() -> dict[str, str]:
-    out = {"python": platform.python_version()}
-    for name in ("dictlab", "torch", "numpy", "scikit-learn", "spams-bin", "threadpoolctl"):
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "unknown"
-    return out
-
-
-def _jsonable(value: Any) -> Any:
-    """NaN → null, recursively (JSON has no NaN)."""
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    return value
+    return package_versions(("dictlab", "torch", "numpy", "scikit-learn", "spams-bin", "threadpoolctl"))
 
 
 def main() -> None:
@@ -726,7 +693,10 @@ def main() -> None:
     unknown_parts = parts - {"coding", "learning"}
     if unknown_parts:
         parser.error(f"--parts takes coding and/or learning, got {', '.join(sorted(unknown_parts))}")
-    overrides = parse_sets(args.sets)
+    try:
+        overrides = parse_overrides(args.sets, methods)
+    except CliError as err:
+        parser.error(str(err))
     if args.quick:
         if args.epochs is None:
             args.epochs = QUICK_EPOCHS
@@ -778,7 +748,7 @@ def main() -> None:
                 "tolerances": list(TOLERANCES), "load_average": {"start": load_start, "end": load_end},
                 "total_s": total, "overrides": overrides}
         with open(args.out, "w") as fh:
-            json.dump(_jsonable({"meta": meta, **results}), fh, indent=1)
+            json.dump(json_ready({"meta": meta, **results}), fh, indent=1)
         print(f"wrote {args.out}")
 
 

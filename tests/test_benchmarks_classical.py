@@ -91,12 +91,13 @@ def test_smallest_setting_finds_the_threshold_within_ten_percent() -> None:
 
 def test_budget_helpers() -> None:
     assert bench.spams_iterations(30, 2500, 256) == math.ceil(30 * 2500 / 256)
-    assert bench.parse_sets(["dl_fista.max_rounds=50", "mod.coder=omp"]) == {
+    # the benchmark's --set is the CLI's
+    assert bench.parse_overrides(["dl_fista.max_rounds=50", "mod.coder=omp"], ["dl_fista", "mod"]) == {
         "dl_fista": {"max_rounds": 50},
         "mod": {"coder": "omp"},
     }
-    with pytest.raises(ValueError, match=r"METHOD\.FIELD=VALUE"):
-        bench.parse_sets(["max_rounds=50"])
+    with pytest.raises(bench.CliError, match=r"METHOD\.FIELD=VALUE"):
+        bench.parse_overrides(["max_rounds=50"], ["dl_fista"])
     fields = bench.budget_fields({"online_dl": {"epochs": 30, "batch_size": 256, "lam": 0.1}})
     assert fields == {"epochs": 30, "batch_size": 256}
     assert bench.describe_budget(fields) == "30 ep×256"

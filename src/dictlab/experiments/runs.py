@@ -11,6 +11,7 @@ import hashlib
 import json
 import math
 import platform
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, NamedTuple
@@ -155,10 +156,11 @@ def last_line(text: str | None, empty: str = "unknown error") -> str:
     return lines[-1] if lines else empty
 
 
-def package_versions() -> dict[str, str]:
-    """Versions of Python and the packages that shape the numbers (read from metadata; nothing is imported)."""
+def package_versions(names: Iterable[str] = VERSIONED_PACKAGES) -> dict[str, str]:
+    """Versions of Python and of the packages ``names`` (by default those that shape dictlab's numbers), read
+    from metadata; nothing is imported; "unknown" for one not installed."""
     out = {"python": platform.python_version()}
-    for name in VERSIONED_PACKAGES:
+    for name in names:
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from dictlab.inference import fista
 from dictlab.learners.classical import CodesStep, RoundsConfig, RoundsLearner
-from dictlab.learners.dictionary_update import least_squares_dictionary, normalize_atoms
+from dictlab.learners.dictionary_update import least_squares_dictionary
 from dictlab.models.base import MODEL_KINDS, FitContext
 
 
@@ -36,12 +36,6 @@ class MODConfig(RoundsConfig):
         "encode_iter from zero)."
     )
     ridge: float = Field(1e-6, ge=0, description="ε in the dictionary update (ZᵀZ + εI)⁻¹ZᵀY.")
-
-
-def mod_dictionary(codes: torch.Tensor, y: torch.Tensor, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """MOD's dictionary step: the least-squares fit ``(ZᵀZ + εI)⁻¹ZᵀY`` (p, m), unnormalised, and its unit rows."""
-    fitted = least_squares_dictionary(codes, y, ridge)
-    return fitted, normalize_atoms(fitted)[0]
 
 
 @MODEL_KINDS.register("mod")
