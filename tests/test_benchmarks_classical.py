@@ -48,12 +48,18 @@ def test_objective_is_the_lasso_of_every_layout() -> None:
 def test_sklearn_alpha_gives_our_problem() -> None:
     """sparse_encode(alpha=λ) and Lasso(alpha=λ/m) on (Dᵀ, y) reach the objective FISTA converges to."""
     y, d = _problem()
-    best = bench.lasso_objective(y, d, fista(torch.tensor(y), torch.tensor(d), LAM, max_iter=5000, nonneg=True).codes,
-                                 LAM)
+    best = bench.lasso_objective(
+        y, d, fista(torch.tensor(y), torch.tensor(d), LAM, max_iter=5000, nonneg=True).codes, LAM
+    )
     codes = sparse_encode(y, d, algorithm="lasso_lars", alpha=bench.sklearn_alpha(LAM), positive=True)
     assert bench.lasso_objective(y, d, codes, LAM) == pytest.approx(best, rel=1e-9)
-    lasso = Lasso(alpha=bench.lasso_estimator_alpha(LAM, d.shape[1]), fit_intercept=False, positive=True, tol=1e-12,
-                  max_iter=100_000)
+    lasso = Lasso(
+        alpha=bench.lasso_estimator_alpha(LAM, d.shape[1]),
+        fit_intercept=False,
+        positive=True,
+        tol=1e-12,
+        max_iter=100_000,
+    )
     direct = np.stack([lasso.fit(d.T, row).coef_ for row in y])
     assert bench.lasso_objective(y, d, direct, LAM) == pytest.approx(best, rel=1e-9)
 

@@ -26,10 +26,14 @@ TINY = ["--num-latents", "30", "--k", "3", "--n-samples", "600", "--seeds", "0",
         (["run", "--k", "abc"], "argument --k: invalid int value: 'abc'"),
         (["run", "--seeds", "a,b"], "--seeds: cannot read 'a,b'"),
         (["run", "--set", "fista_oracle.lam=-1", "--methods", "fista_oracle"], "method fista_oracle: lam=-1"),
-        (["run", "--set", "fista_oracle.lam=Infinity", "--methods", "fista_oracle"],
-         "--set fista_oracle.lam=Infinity: 'Infinity': NaN and infinities are not allowed"),
-        (["run", "--set", "sae_topk.learning_rate=1", "--methods", "sae_topk"],
-         "unknown parameter(s) learning_rate; allowed:"),
+        (
+            ["run", "--set", "fista_oracle.lam=Infinity", "--methods", "fista_oracle"],
+            "--set fista_oracle.lam=Infinity: 'Infinity': NaN and infinities are not allowed",
+        ),
+        (
+            ["run", "--set", "sae_topk.learning_rate=1", "--methods", "sae_topk"],
+            "unknown parameter(s) learning_rate; allowed:",
+        ),
         (["run", "--set", "lr=1"], "--set: cannot read 'lr=1'; allowed form: METHOD.FIELD=VALUE"),
         (["run", "--set", "sae_topk.lr=1", "--methods", "fista_oracle"], "sae_topk is not among the methods run"),
         (["run", "--set", "sae_topk.d_sae=5", "--methods", "sae_topk"], "d_sae follow(s) from the data"),
@@ -79,8 +83,20 @@ def test_generators_lists_each_generator_with_its_fields(capsys):
 @pytest.mark.slow
 def test_a_run_goes_into_a_store_that_reports_exports_and_resumes(tmp_path, capsys):
     out, store = tmp_path / "results.json", tmp_path / "runs" / "results.sqlite"
-    argv = ["run", *TINY, "--methods", "fista_oracle,sae_topk", "--set", "sae_topk.n_steps=60", "--out", str(out),
-            "--store", str(store), "--jobs", "1"]
+    argv = [
+        "run",
+        *TINY,
+        "--methods",
+        "fista_oracle,sae_topk",
+        "--set",
+        "sae_topk.n_steps=60",
+        "--out",
+        str(out),
+        "--store",
+        str(store),
+        "--jobs",
+        "1",
+    ]
     assert main(argv) == 0
     report = json.loads(out.read_text(), parse_constant=pytest.fail)  # strict JSON: no NaN or Infinity
     assert report["data"]["input_dim"] == 14 and report["data"]["generator"] == "compositional"
@@ -138,8 +154,11 @@ def test_a_store_that_is_not_one_is_refused_in_one_line_and_left_as_it_was(tmp_p
     else:
         path.write_bytes(content)
     before = sorted(p.name for p in tmp_path.iterdir()), path.read_bytes() if path.is_file() else None
-    argv = {"runs": ["runs"], "report": ["report", "--out", str(tmp_path / "rep")],
-            "sweep": ["sweep", "--preset", "vary-latents", "--quick", "--set", "methods=[\"fista_oracle\"]"]}[command]
+    argv = {
+        "runs": ["runs"],
+        "report": ["report", "--out", str(tmp_path / "rep")],
+        "sweep": ["sweep", "--preset", "vary-latents", "--quick", "--set", 'methods=["fista_oracle"]'],
+    }[command]
     code = main([*argv, "--store", str(path)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1, err
@@ -173,8 +192,23 @@ def test_toml_seeds_must_be_integers(tmp_path, capsys):
 @pytest.mark.slow
 def test_sigterm_keeps_finished_runs_and_prints_how_to_resume(tmp_path):
     store = tmp_path / "s.sqlite"
-    argv = [sys.executable, "-m", "dictlab.cli", "run", *TINY, "--methods", "fista_oracle,sae_relu", "--jobs", "1",
-            "--set", "sae_relu.n_steps=200000", "--store", str(store), "--out", str(tmp_path / "r.json")]
+    argv = [
+        sys.executable,
+        "-m",
+        "dictlab.cli",
+        "run",
+        *TINY,
+        "--methods",
+        "fista_oracle,sae_relu",
+        "--jobs",
+        "1",
+        "--set",
+        "sae_relu.n_steps=200000",
+        "--store",
+        str(store),
+        "--out",
+        str(tmp_path / "r.json"),
+    ]
     process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:

@@ -68,8 +68,14 @@ def test_no_package_imports_its_own_layer_or_above():
 
 @pytest.mark.parametrize(
     "module",
-    ["dictlab.config", "dictlab.registry", "dictlab.experiments", "dictlab.experiments.runs",
-     "dictlab.experiments.store", "dictlab.experiments.summary"],
+    [
+        "dictlab.config",
+        "dictlab.registry",
+        "dictlab.experiments",
+        "dictlab.experiments.runs",
+        "dictlab.experiments.store",
+        "dictlab.experiments.summary",
+    ],
 )
 def test_pure_modules_load_without_torch(module):
     code = f"import sys, {module}; print(sorted(m for m in ('torch', 'numpy', 'sklearn') if m in sys.modules))"

@@ -271,7 +271,12 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
         )
         try:
             summary = run_sweep(
-                runs, store, jobs=jobs, threads=threads, progress=False, device=device,
+                runs,
+                store,
+                jobs=jobs,
+                threads=threads,
+                progress=False,
+                device=device,
                 run_progress=jobs == 1 and not args.quiet and sys.stderr.isatty(),
                 on_outcome=progress_printer(len(runs), quiet=args.quiet),
             )
@@ -280,10 +285,12 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
                 f"interrupted; {stop.summary}; resume with: {_resume_command(args, store_path)}"
             ) from None
         order = {run.run_id: i for i, run in enumerate(runs)}  # the spec's order: methods × seeds
-        rows = sorted((r for r in store.records(experiment=spec.name) if r["run_id"] in order),
-                      key=lambda r: order[r["run_id"]])
-        stored = sorted((r for r in store.runs(experiment=spec.name) if r.run_id in order),
-                        key=lambda r: order[r.run_id])
+        rows = sorted(
+            (r for r in store.records(experiment=spec.name) if r["run_id"] in order), key=lambda r: order[r["run_id"]]
+        )
+        stored = sorted(
+            (r for r in store.runs(experiment=spec.name) if r.run_id in order), key=lambda r: order[r.run_id]
+        )
     results = summarise(rows)
     print_summary(results, methods, title=_title(data, spec.seeds, spec.recipe), study_metrics=spec.study_metrics)
     wall = time.perf_counter() - started
@@ -294,8 +301,10 @@ def run_point(args: argparse.Namespace, data: dict[str, Any], methods: list[str]
     for run in failed:
         error = last_line(run.error, "no error recorded")
         print(f"run {run.run_id} ({run.method} seed={run.seed}) {run.status}: {error}", file=sys.stderr)
-    print(f"{len(runs)} runs ({summary.skipped_done} already in the store) in {wall:.1f} s; report: "
-          f"dictlab report --store {store_path}")
+    print(
+        f"{len(runs)} runs ({summary.skipped_done} already in the store) in {wall:.1f} s; report: "
+        f"dictlab report --store {store_path}"
+    )
     return 1 if failed else 0
 
 
@@ -325,8 +334,15 @@ def _title(data: dict[str, Any], seeds: list[int], recipe: str) -> str:
 
 
 def _write_json(
-    path: Path, spec: Any, data: dict[str, Any], device: str, wall: float, store: str,
-    runs: list[Any], rows: list[dict[str, Any]], summary: dict[str, Any],
+    path: Path,
+    spec: Any,
+    data: dict[str, Any],
+    device: str,
+    wall: float,
+    store: str,
+    runs: list[Any],
+    rows: list[dict[str, Any]],
+    summary: dict[str, Any],
 ) -> None:
     """The point as strict JSON (an undefined metric is null): settings, every run, mean ± std per method."""
     from dictlab.experiments.summary import measurements
@@ -444,8 +460,15 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     with open_store(args.store) as store:
         try:
             summary = run_sweep(
-                runs, store, jobs=jobs, executor=args.executor, address=args.address, threads=threads,
-                artifacts=args.artifacts, progress=not args.quiet, fail_fast=args.fail_fast,
+                runs,
+                store,
+                jobs=jobs,
+                executor=args.executor,
+                address=args.address,
+                threads=threads,
+                artifacts=args.artifacts,
+                progress=not args.quiet,
+                fail_fast=args.fail_fast,
             )
         except SweepInterrupted as stop:
             raise _Interrupted(f"interrupted; {stop.summary}; run the same command to resume") from None
@@ -530,8 +553,12 @@ def parse_solvers(text: str) -> list[str]:
 
 def _cmd_phase_diagram(args: argparse.Namespace) -> int:
     solvers = parse_solvers(args.solvers)
-    for flag, value, low in (("--p", args.p, 2), ("--trials", args.trials, 1), ("--grid", args.grid, 1),
-                             ("--seed", args.seed, 0)):
+    for flag, value, low in (
+        ("--p", args.p, 2),
+        ("--trials", args.trials, 1),
+        ("--grid", args.grid, 1),
+        ("--seed", args.seed, 0),
+    ):
         if value < low:
             raise CliError(f"{flag}: must be >= {low}, got {value}")
     if not args.tol > 0 or args.tol == float("inf"):
@@ -552,21 +579,26 @@ def _cmd_phase_diagram(args: argparse.Namespace) -> int:
     nonneg = not args.signed
     grid = default_grid(args.grid)
     codes = "signed" if args.signed else "non-negative"
-    print(f"phase diagrams: p={args.p}, {args.grid}x{args.grid} grid over (delta, rho), {args.trials} trials per cell, "
-          f"{codes} codes, seed {args.seed}")
+    print(
+        f"phase diagrams: p={args.p}, {args.grid}x{args.grid} grid over (delta, rho), {args.trials} trials per cell, "
+        f"{codes} codes, seed {args.seed}"
+    )
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
         diagrams = []
         for name in solvers:
-            diagram = phase_diagram(name, p=args.p, deltas=grid, rhos=grid, trials=args.trials, nonneg=nonneg,
-                                    seed=args.seed, tol=args.tol)
+            diagram = phase_diagram(
+                name, p=args.p, deltas=grid, rhos=grid, trials=args.trials, nonneg=nonneg, seed=args.seed, tol=args.tol
+            )
             diagrams.append(diagram)
             _, censored = diagram.contour()
             note = f", {int(censored.sum())} columns censored at the grid edge" if bool(censored.any()) else ""
             distance = diagram.contour_distance()
-            print(f"  {name:<6} mean |delta rho| of its 50% contour from the l1 curve: {distance:.3f} "
-                  f"({diagram.seconds:.1f} s{note})")
+            print(
+                f"  {name:<6} mean |delta rho| of its 50% contour from the l1 curve: {distance:.3f} "
+                f"({diagram.seconds:.1f} s{note})"
+            )
     finally:
         torch.set_num_threads(threads)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -676,8 +708,13 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
             for label, subject in subjects:
                 codes = sparse_codes(subject.encode, len(split), y=split.y, num_latents=subject.dictionary.shape[0])
                 row = diagnose(
-                    split.y, codes, subject.dictionary, offset=subject.offset, true_dictionary=data.dictionary,
-                    true_codes=split.codes, parent=parent,
+                    split.y,
+                    codes,
+                    subject.dictionary,
+                    offset=subject.offset,
+                    true_dictionary=data.dictionary,
+                    true_codes=split.codes,
+                    parent=parent,
                 )
                 rows.append((label, row))
     finally:
@@ -708,11 +745,14 @@ def _cmd_diagnose(args: argparse.Namespace) -> int:
 
 def _add_execution(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--jobs", default="auto",
+        "--jobs",
+        default="auto",
         help="worker processes (default auto: one per usable core); runs sharing a fit stay in one process",
     )
     parser.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch threads per run (default 1: results then do not depend on the machine's core count, and runs do "
         "not stall when other programs share the cores)",
     )
@@ -722,8 +762,9 @@ def _add_point_options(parser: argparse.ArgumentParser, *, seeds: str) -> None:
     parser.add_argument("--seeds", default=seeds, help=f"seeds, e.g. 0,1,2 or 0-4 (default {seeds})")
     parser.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     _add_execution(parser)
-    parser.add_argument("--store", default=None,
-                        help="results store to add the runs to and resume from (default: a new temporary one)")
+    parser.add_argument(
+        "--store", default=None, help="results store to add the runs to and resume from (default: a new temporary one)"
+    )
     parser.add_argument("--experiment", default="run", help="experiment name of the runs in the store (default run)")
     parser.add_argument("--quiet", action="store_true", help="no per-run progress lines")
 
@@ -741,27 +782,42 @@ def build_parser() -> _Parser:
         "timings. The runs go into a results store, so they can be reported (dictlab report) and resumed.",
     )
     run.add_argument("--generator", default="compositional", help="data generator (see `dictlab generators`)")
-    run.add_argument("--data", action="append", default=[], metavar="FIELD=VALUE",
-                     help="a field of the generator's config, e.g. --data num_ood=40 (repeatable)")
+    run.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a field of the generator's config, e.g. --data num_ood=40 (repeatable)",
+    )
     for flag, field, kind, text in DATA_FLAGS:
         names = ["--num-latents", "-p"] if flag == "--num-latents" else [flag]
         run.add_argument(*names, dest=field, type=kind, default=None, help=f"{text} (default: the generator's)")
     run.add_argument("--methods", default="all", help="comma-separated method names or 'all' (see `dictlab methods`)")
     run.add_argument(
-        "--set", action="append", default=[], metavar="METHOD.FIELD=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="METHOD.FIELD=VALUE",
         help="override a hyperparameter of a method that runs, e.g. --set sae_topk.lr=1e-3 (repeatable)",
     )
-    run.add_argument("--recipe", choices=["dictlab", "study"], default="dictlab",
-                     help="hyperparameter defaults: dictlab's fast ones or the study's own (default dictlab)")
+    run.add_argument(
+        "--recipe",
+        choices=["dictlab", "study"],
+        default="dictlab",
+        help="hyperparameter defaults: dictlab's fast ones or the study's own (default dictlab)",
+    )
     run.add_argument("--study-metrics", action="store_true", help="also report the study's own MCC definitions")
     _add_point_options(run, seeds="0,1,2")
-    run.add_argument("--out", type=Path, default=Path("results.json"),
-                     help="JSON file for the results (default results.json)")
+    run.add_argument(
+        "--out", type=Path, default=Path("results.json"), help="JSON file for the results (default results.json)"
+    )
     run.set_defaults(handler=_cmd_run)
 
-    demo = sub.add_parser("demo", help="all methods but K-SVD at num_latents=100, three seeds (about 1 min on 2 cores)",
-                          description="All methods but the slow K-SVD at num_latents=100, k=10, n_samples=5000, seeds "
-                          "0-2, into a store.")
+    demo = sub.add_parser(
+        "demo",
+        help="all methods but K-SVD at num_latents=100, three seeds (about 1 min on 2 cores)",
+        description="All methods but the slow K-SVD at num_latents=100, k=10, n_samples=5000, seeds 0-2, into a store.",
+    )
     _add_point_options(demo, seeds=DEMO["seeds"])
     demo.add_argument(
         "--out", type=Path, default=Path("demo-results.json"), help="JSON file (default demo-results.json)"
@@ -770,8 +826,11 @@ def build_parser() -> _Parser:
 
     methods = sub.add_parser("methods", help="list the methods", description="List every registered method.")
     methods.set_defaults(handler=_cmd_methods)
-    generators = sub.add_parser("generators", help="list the data generators and their fields",
-                                description="List every registered data generator with its fields and defaults.")
+    generators = sub.add_parser(
+        "generators",
+        help="list the data generators and their fields",
+        description="List every registered data generator with its fields and defaults.",
+    )
     generators.set_defaults(handler=_cmd_generators)
 
     sweep = sub.add_parser(
@@ -783,12 +842,21 @@ def build_parser() -> _Parser:
     sweep.add_argument("spec", nargs="?", type=Path, default=None, help="experiment spec (TOML)")
     sweep.add_argument("--preset", default=None, help="a spec shipped with dictlab (see `dictlab presets`)")
     sweep.add_argument("--quick", action="store_true", help="the spec's reduced sweep (its [quick] table)")
-    sweep.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="override a spec field by dotted path, e.g. --set data.n_samples=1000 --set seeds=[0]")
+    sweep.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a spec field by dotted path, e.g. --set data.n_samples=1000 --set seeds=[0]",
+    )
     sweep.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     _add_execution(sweep)
-    sweep.add_argument("--executor", choices=["local", "process", "ray"], default=None,
-                       help="where runs execute (default: local for one job, process for more, ray with --address)")
+    sweep.add_argument(
+        "--executor",
+        choices=["local", "process", "ray"],
+        default=None,
+        help="where runs execute (default: local for one job, process for more, ray with --address)",
+    )
     sweep.add_argument("--address", default=None, help="Ray cluster address (with --executor ray; default: start one)")
     sweep.add_argument("--artifacts", action="store_true", help="keep learned models (safetensors) beside the store")
     sweep.add_argument("--fail-fast", action="store_true", help="stop at the first failed run")
@@ -796,8 +864,12 @@ def build_parser() -> _Parser:
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(handler=_cmd_sweep)
 
-    runs = sub.add_parser("runs", help="list or export stored runs", description="List runs in the store, or export "
-                          "their records (one row per record, one column per metric) to CSV or Parquet. Read-only.")
+    runs = sub.add_parser(
+        "runs",
+        help="list or export stored runs",
+        description="List runs in the store, or export "
+        "their records (one row per record, one column per metric) to CSV or Parquet. Read-only.",
+    )
     runs.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     runs.add_argument("--experiment", default=None, help="only this experiment")
     runs.add_argument(
@@ -810,9 +882,12 @@ def build_parser() -> _Parser:
     presets = sub.add_parser("presets", help="list the experiment presets", description="List the shipped specs.")
     presets.set_defaults(handler=_cmd_presets)
 
-    report = sub.add_parser("report", help="figures and an HTML page from the results store",
-                            description="Turn stored runs into PNG/SVG figures, tables and one self-contained HTML "
-                            "page. Reads the store without writing to it.")
+    report = sub.add_parser(
+        "report",
+        help="figures and an HTML page from the results store",
+        description="Turn stored runs into PNG/SVG figures, tables and one self-contained HTML "
+        "page. Reads the store without writing to it.",
+    )
     report.add_argument("--store", default=DEFAULT_STORE, help=f"SQLite results store (default {DEFAULT_STORE})")
     report.add_argument("--experiment", default=None, help="only this experiment (default: all)")
     report.add_argument(
@@ -821,7 +896,8 @@ def build_parser() -> _Parser:
     report.set_defaults(handler=_cmd_report)
 
     phase = sub.add_parser(
-        "phase-diagram", help="Donoho-Tanner phase diagrams of sparse coders given the true dictionary",
+        "phase-diagram",
+        help="Donoho-Tanner phase diagrams of sparse coders given the true dictionary",
         description="For a grid over delta = m/p and rho = k/m: a random Gaussian dictionary per cell, random k-sparse "
         "codes, and the share each solver recovers (after least squares on its support), drawn against the "
         "theoretical l1 phase transition. Writes DIR/phase_diagram.png and DIR/phase_diagram.json.",
@@ -829,8 +905,9 @@ def build_parser() -> _Parser:
     phase.add_argument("--solvers", default="fista,omp,mp", help="comma-separated: fista, omp, mp (default all three)")
     phase.add_argument("--p", type=int, default=100, help="latents p (default 100)")
     phase.add_argument("--trials", type=int, default=20, help="codes per grid cell (default 20)")
-    phase.add_argument("--grid", type=int, default=10,
-                       help="cells per axis: (i + 1/2)/grid for delta and rho (default 10)")
+    phase.add_argument(
+        "--grid", type=int, default=10, help="cells per axis: (i + 1/2)/grid for delta and rho (default 10)"
+    )
     phase.add_argument("--seed", type=int, default=0, help="seed of every cell's draws (default 0)")
     phase.add_argument("--signed", action="store_true", help="signed codes (default: non-negative, FISTA with z >= 0)")
     phase.add_argument("--tol", type=float, default=1e-3, help="relative error counted as recovered (default 1e-3)")
@@ -839,7 +916,8 @@ def build_parser() -> _Parser:
     phase.set_defaults(handler=_cmd_phase_diagram)
 
     diagnose = sub.add_parser(
-        "diagnose", help="diagnostics of a saved model's dictionary on generated data, against honest baselines",
+        "diagnose",
+        help="diagnostics of a saved model's dictionary on generated data, against honest baselines",
         description="Load a saved model, generate the data (as `dictlab run` does), encode one split chunk by chunk "
         "and print, for the model and for two reference rows (the true dictionary and a random one, each with FISTA "
         "codes): the stationarity residual of every atom for the non-negative L1 objective, the violation of the "
@@ -849,17 +927,33 @@ def build_parser() -> _Parser:
     )
     diagnose.add_argument("model_dir", type=Path, metavar="MODEL_DIR", help="a saved model folder (dictlab or SAELens)")
     diagnose.add_argument("--generator", default="compositional", help="data generator (see `dictlab generators`)")
-    diagnose.add_argument("--data", action="append", default=[], metavar="FIELD=VALUE",
-                          help="a field of the generator's config, e.g. --data num_latents=1000 (repeatable)")
+    diagnose.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="a field of the generator's config, e.g. --data num_latents=1000 (repeatable)",
+    )
     diagnose.add_argument("--seed", type=int, default=0, help="seed of the data (default 0)")
-    diagnose.add_argument("--split", default="train",
-                          help="the split to encode: train, id or ood for the compositional data (default train: the "
-                          "stationarity conditions are those of the training objective)")
-    diagnose.add_argument("--out", type=Path, default=Path("diagnostics.json"),
-                          help="JSON file for the results (default diagnostics.json)")
-    diagnose.add_argument("--threads", type=int, default=1,
-                          help="torch threads (default 1: results then do not depend on the machine's core count; "
-                          "more speed up the (chunk, p) gradient blocks of large dictionaries on a quiet machine)")
+    diagnose.add_argument(
+        "--split",
+        default="train",
+        help="the split to encode: train, id or ood for the compositional data (default train: the "
+        "stationarity conditions are those of the training objective)",
+    )
+    diagnose.add_argument(
+        "--out",
+        type=Path,
+        default=Path("diagnostics.json"),
+        help="JSON file for the results (default diagnostics.json)",
+    )
+    diagnose.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (default 1: results then do not depend on the machine's core count; "
+        "more speed up the (chunk, p) gradient blocks of large dictionaries on a quiet machine)",
+    )
     diagnose.set_defaults(handler=_cmd_diagnose, **{field: None for _, field, _, _ in DATA_FLAGS})
     return parser
 

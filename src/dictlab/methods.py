@@ -28,24 +28,51 @@ RECIPES: tuple[str, ...] = ("dictlab", "study")
 @dataclass(frozen=True)
 class Problem:
     """What a method may know before fitting: sizes (p latents, k active per sample where the data fix it,
-    m observed dimensions, the training samples), and the true (p, m) dictionary for oracle methods only."""
+    m observed dimensions, the training samples, the target width and the sources' widths where the data have
+    them), and the true (p, m) dictionary for oracle methods only."""
 
     num_latents: int
     k: int | None
     input_dim: int
     ground_truth: torch.Tensor
     n_train: int | None = None
+    target_dim: int | None = None
+    sources: tuple[int, ...] | None = None
 
     @classmethod
     def of(cls, data: GroundTruthDataset) -> Problem:
-        sizes = data.sizes()
-        return cls(sizes.num_latents, sizes.k, sizes.input_dim, data.dictionary, sizes.n_train)
+        return cls.with_sizes(data.sizes(), data.dictionary)
 
     @classmethod
     def stand_in(cls, sizes: DataSizes) -> Problem:
         """The sizes with a random stand-in dictionary: enough to build (not fit) any method."""
         dictionary = random_unit_dictionary(sizes.num_latents, sizes.input_dim, torch.Generator().manual_seed(0))
-        return cls(sizes.num_latents, sizes.k, sizes.input_dim, dictionary, sizes.n_train)
+        return cls.with_sizes(sizes, dictionary)
+
+    @classmethod
+    def with_sizes(cls, sizes: DataSizes, dictionary: torch.Tensor) -> Problem:
+        return cls(
+            sizes.num_latents, sizes.k, sizes.input_dim, dictionary, sizes.n_train, sizes.target_dim, sizes.sources
+        )
+
+    def known_target_dim(self, method: str) -> int:
+        """r, for a method that predicts targets (a transcoder); ValueError when the data have none."""
+        if self.target_dim is None:
+            raise ValueError(
+                f"method {method} predicts targets and these data have none; use data with targets "
+                "(generator lrb with target_dim set)"
+            )
+        return self.target_dim
+
+    def known_sources(self, method: str) -> tuple[int, ...]:
+        """The widths of the observed sources, for a method that decodes each (a crosscoder); ValueError when the
+        data are one source."""
+        if self.sources is None:
+            raise ValueError(
+                f"method {method} encodes several sources and these data are one; use data with sources "
+                "(generator lrb with num_sources >= 2)"
+            )
+        return self.sources
 
     def known_k(self, method: str) -> int:
         """k, for a method whose default needs it; ValueError when the data fix no k."""
@@ -110,7 +137,7 @@ def configure(
 
 
 # Sizes come from the problem and cannot be overridden per method.
-_FIXED = {"d_in", "d_sae", "architecture", "width", "input_dim"}
+_FIXED = {"d_in", "d_sae", "d_out", "source_dims", "architecture", "width", "input_dim"}
 
 
 def _check_fixed(method: str, overrides: dict[str, Any]) -> None:
@@ -155,8 +182,13 @@ def register_sae_method(architecture: str) -> None:
         _check_fixed(name, overrides)
         config_class = sae_config_class(architecture)
         shape: dict[str, Any] = {"d_in": problem.input_dim, "d_sae": problem.num_latents}
-        if "k" in config_class.model_fields:
+        fields = config_class.model_fields
+        if "k" in fields:
             shape["k"] = overrides["k"] if "k" in overrides else problem.known_k(name)
+        if "d_out" in fields:
+            shape["d_out"] = problem.known_target_dim(name)
+        if "source_dims" in fields:
+            shape["source_dims"] = list(problem.known_sources(name))
         sae_defaults, train_defaults = shape, {}
         if recipe == "study":
             try:
@@ -221,8 +253,9 @@ def _classical(name: str, config_name: str, model_name: str, *, k_needed: bool) 
         defaults: dict[str, Any] = {"width": problem.num_latents}
         if "n_nonzero" not in overrides and (k_needed or overrides.get("coder") == "omp"):
             if problem.k is None:
-                raise ValueError(f"method {name}: OMP codes need n_nonzero (atoms per sample) and these data fix no k; "
-                                 "set n_nonzero")
+                raise ValueError(
+                    f"method {name}: OMP codes need n_nonzero (atoms per sample) and these data fix no k; set n_nonzero"
+                )
             defaults["n_nonzero"] = problem.k
         (config,) = configure(name, overrides, (getattr(learners, config_name), defaults))
         model: DictionaryModel = getattr(learners, model_name)(config)

@@ -46,4 +46,3 @@ def check_int_range(name: str, value: object, low: int, high: int | None = None)
         allowed = f">= {low}" if high is None else f"in [{low}, {high}]"
         raise ValueError(f"{name} must be {allowed}, got {value}")
     return value
-

@@ -48,8 +48,9 @@ def make_toy(config: ToyConfig, seed: int, dtype: torch.dtype) -> GroundTruthDat
         return Split(codes.decode(dictionary), codes)
 
     third = config.n_samples // 3
-    return GroundTruthDataset(config, seed, dictionary,
-                              {"train": split(third), "id": split(third), "ood": split(third)}, k=config.k)
+    return GroundTruthDataset(
+        config, seed, dictionary, {"train": split(third), "id": split(third), "ood": split(third)}, k=config.k
+    )
 
 
 if "test.toy" not in GENERATORS:
@@ -113,9 +114,11 @@ def test_a_new_generator_runs_through_the_runner_store_and_report(tmp_path):
     from dictlab.experiments.sweep import run_sweep
     from dictlab.report import build_report
 
-    runs = [RunSpec(experiment="toy", task="method", data=TOY, seed=seed,
-                    params={"method": method, "overrides": overrides})
-            for seed in (0, 1) for method, overrides in (("fista_oracle", {}), ("sae_topk", {"n_steps": 40}))]
+    runs = [
+        RunSpec(experiment="toy", task="method", data=TOY, seed=seed, params={"method": method, "overrides": overrides})
+        for seed in (0, 1)
+        for method, overrides in (("fista_oracle", {}), ("sae_topk", {"n_steps": 40}))
+    ]
     with ResultStore(tmp_path / "r.sqlite") as store:
         summary = run_sweep(runs, store, progress=False)
         assert (summary.ran, summary.failed) == (4, 0), [r.error for r in store.runs(status="failed")]

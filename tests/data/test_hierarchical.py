@@ -22,8 +22,14 @@ from dictlab.data import (
     make_hierarchical,
 )
 
-SMALL = {"num_parents": 6, "children_per_parent": 3, "num_roots_free": 6, "k_parents": 2, "k_free": 1,
-         "n_samples": 1200}
+SMALL = {
+    "num_parents": 6,
+    "children_per_parent": 3,
+    "num_roots_free": 6,
+    "k_parents": 2,
+    "k_free": 1,
+    "n_samples": 1200,
+}
 P, C = 6, 3  # parents 0 … 5, children 6 … 23 (parent i: 6 + 3i … 8 + 3i), free 24 … 29
 OOD_POOL = torch.arange(3, 6)  # the last num_ood = P // 2 parents
 
@@ -97,8 +103,13 @@ def test_a_dataset_checks_the_length_of_its_hierarchy(exclusive):
     moved = exclusive.to("cpu")
     assert moved.hierarchy is not None and torch.equal(moved.hierarchy.parent, exclusive.hierarchy.parent)
     with pytest.raises(ValueError, match="the hierarchy has 3 latents, the dictionary 30"):
-        GroundTruthDataset(exclusive.config, 0, exclusive.dictionary, {"train": exclusive.train},
-                           hierarchy=Hierarchy(torch.tensor([-1, 0, 0])))
+        GroundTruthDataset(
+            exclusive.config,
+            0,
+            exclusive.dictionary,
+            {"train": exclusive.train},
+            hierarchy=Hierarchy(torch.tensor([-1, 0, 0])),
+        )
     assert make_dataset({"num_latents": 20, "k": 2, "n_samples": 20}, seed=0).hierarchy is None
 
 
@@ -290,8 +301,10 @@ def test_the_oracle_and_an_sae_run_on_hierarchical_data(tmp_path):
     from dictlab.experiments.sweep import run_sweep
 
     data = {"generator": "hierarchical", **SMALL, "n_samples": 800}
-    runs = [RunSpec(experiment="hier", task="method", data=data, seed=0, params={"method": method, "overrides": o})
-            for method, o in (("fista_oracle", {}), ("sae_topk", {"n_steps": 40}))]
+    runs = [
+        RunSpec(experiment="hier", task="method", data=data, seed=0, params={"method": method, "overrides": o})
+        for method, o in (("fista_oracle", {}), ("sae_topk", {"n_steps": 40}))
+    ]
     with ResultStore(tmp_path / "r.sqlite") as store:
         summary = run_sweep(runs, store, progress=False)
         assert (summary.ran, summary.failed) == (2, 0), [r.error for r in store.runs(status="failed")]

@@ -91,7 +91,12 @@ class Hierarchical:
 
 
 def make_hierarchical(
-    n: int = 400, n_parents: int = 3, n_children: int = 3, n_roots: int = 3, m: int = 40, seed: int = 0,
+    n: int = 400,
+    n_parents: int = 3,
+    n_children: int = 3,
+    n_roots: int = 3,
+    m: int = 40,
+    seed: int = 0,
     dtype: torch.dtype = torch.float64,
 ) -> Hierarchical:
     """Each parent is on for a sample with probability 0.3, and then exactly one of its children, chosen

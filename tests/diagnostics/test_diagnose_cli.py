@@ -44,8 +44,9 @@ def test_diagnose_prints_the_table_and_writes_the_functions_numbers(saved, tmp_p
     row = report["rows"]["model"]
     split = data.train
     codes = sparse_codes(model.encode, len(split), y=split.y)
-    expected = diagnose(split.y, codes, model.dictionary, offset=model.offset, true_dictionary=data.dictionary,
-                        true_codes=split.codes)
+    expected = diagnose(
+        split.y, codes, model.dictionary, offset=model.offset, true_dictionary=data.dictionary, true_codes=split.codes
+    )
     assert row["stationarity"]["residual"] == pytest.approx(expected["stationarity"]["residual"], rel=1e-6)
     assert row["kkt"]["lam"] == pytest.approx(expected["kkt"]["lam"], rel=1e-6)
     assert row["antipodal_pairs"]["pairs"][0][:2] == [0, 30]
@@ -58,8 +59,14 @@ def test_diagnose_prints_the_table_and_writes_the_functions_numbers(saved, tmp_p
 
 
 def test_diagnose_measures_absorption_when_the_data_have_a_hierarchy(tmp_path, capsys):
-    fields = {"num_parents": 4, "children_per_parent": 2, "num_roots_free": 4, "k_parents": 2, "k_free": 1,
-              "n_samples": 200}
+    fields = {
+        "num_parents": 4,
+        "children_per_parent": 2,
+        "num_roots_free": 4,
+        "k_parents": 2,
+        "k_free": 1,
+        "n_samples": 200,
+    }
     data = make_dataset({"generator": "hierarchical", **fields}, seed=1)
     parent = data.hierarchy.parent
     # Thm 3.10's absorbing dictionary: every child's atom is normalise(child + parent)
@@ -77,8 +84,9 @@ def test_diagnose_measures_absorption_when_the_data_have_a_hierarchy(tmp_path, c
     assert report["hierarchy"] is True and report["split"] == "id"
     split = data["id"]
     codes = sparse_codes(model.encode, len(split), y=split.y)
-    expected = diagnose(split.y, codes, model.dictionary, true_dictionary=data.dictionary, true_codes=split.codes,
-                        parent=parent)
+    expected = diagnose(
+        split.y, codes, model.dictionary, true_dictionary=data.dictionary, true_codes=split.codes, parent=parent
+    )
     absorbed = report["rows"]["model"]["absorption"]
     assert [p["parent"] for p in absorbed["per_parent"]] == [0, 1, 2, 3]
     assert absorbed["overall"] == pytest.approx(expected["absorption"]["overall"])
@@ -93,8 +101,10 @@ def test_diagnose_measures_absorption_when_the_data_have_a_hierarchy(tmp_path, c
         (["{empty}"], "MODEL_DIR: {empty} holds none of the model files config.json (dictlab)"),
         (["{missing}"], "MODEL_DIR: {missing} is not a folder"),
         (["{narrow}"], "MODEL_DIR: the model takes inputs of dimension 10, the compositional data have input_dim=14"),
-        (["{model}", "--split", "val"],
-         "--split: this compositional dataset has no split 'val'; it has train, id, ood"),
+        (
+            ["{model}", "--split", "val"],
+            "--split: this compositional dataset has no split 'val'; it has train, id, ood",
+        ),
         (["{model}", "--data", "num_latent=3"], "unknown field 'num_latent'"),
         (["{model}", "--seed", "-1"], "--seed: must be >= 0, got -1"),
         (["{model}", "--threads", "0"], "--threads: must be >= 1, got 0"),

@@ -229,8 +229,9 @@ def test_streaming_equals_one_chunk_for_every_input_form(form):
         s = stationarity(y, codes, d, rows_per_chunk=rows)
         k = kkt_violation(y, codes, d, rows_per_chunk=rows)
         for name in ("residual", "cosine", "multiplier", "pull_coherence", "usage", "mass", "pull"):
-            torch.testing.assert_close(getattr(s, name), getattr(reference_s, name), rtol=1e-10, atol=1e-10,
-                                       equal_nan=True)
+            torch.testing.assert_close(
+                getattr(s, name), getattr(reference_s, name), rtol=1e-10, atol=1e-10, equal_nan=True
+            )
         assert torch.equal(s.dead, reference_s.dead)
         assert k.lam == pytest.approx(reference_k.lam, rel=1e-10)
         for name in ("sample_max", "sample_mean", "atom_max", "atom_mean"):
@@ -274,8 +275,10 @@ def test_stationarity_never_forms_a_dense_block_for_sparse_codes():
         (lambda y, z, d: kkt_violation(y, -z, d, lam=0.1), "nonneg=True but rows 0:10 have negative codes"),
         (lambda y, z, d: kkt_violation(y, z * 0, d), "cannot estimate λ, the codes have no active entry"),
         (lambda y, z, d: kkt_violation(y * 0, z, d), "no λ > 0 makes these codes optimal"),
-        (lambda y, z, d: stationarity(y, SparseCodes(torch.zeros(10, 1, dtype=torch.long), torch.ones(10, 1), 7), d),
-         "codes must have 4 latents"),
+        (
+            lambda y, z, d: stationarity(y, SparseCodes(torch.zeros(10, 1, dtype=torch.long), torch.ones(10, 1), 7), d),
+            "codes must have 4 latents",
+        ),
         (lambda y, z, d: stationarity(y, z, d, rows_per_chunk=0), "rows_per_chunk must be >= 1"),
     ],
 )

@@ -105,8 +105,11 @@ def _reference_absorption(learned, true, parent, z, z_true, silent, tau, share=N
                 total += 1
                 if abs(float(z[n, main])) > silent:
                     continue
-                absorbers = [a for a in range(learned.shape[0])
-                             if a != main and abs(float(z[n, a])) > silent and float(cos[a]) >= tau]
+                absorbers = [
+                    a
+                    for a in range(learned.shape[0])
+                    if a != main and abs(float(z[n, a])) > silent and float(cos[a]) >= tau
+                ]
                 if not absorbers:
                     continue
                 if share is not None:
@@ -177,18 +180,34 @@ def test_absorption_equals_the_sample_by_sample_definition(hierarchical, share):
     h = hierarchical
     gen = torch.Generator().manual_seed(8)
     learned, codes = _absorbing(h, [kids[0] for kids in h.children.values()] + [h.children[1][2]])
-    learned = torch.cat([learned, _unit(h.dictionary[[0, 2]] + 0.25 * torch.randn(2, 40, generator=gen,
-                                                                                  dtype=torch.float64))])
-    codes = torch.cat([codes, torch.rand(codes.shape[0], 2, generator=gen, dtype=torch.float64)
-                       * (torch.rand(codes.shape[0], 2, generator=gen) < 0.3)], dim=1)
+    learned = torch.cat(
+        [learned, _unit(h.dictionary[[0, 2]] + 0.25 * torch.randn(2, 40, generator=gen, dtype=torch.float64))]
+    )
+    codes = torch.cat(
+        [
+            codes,
+            torch.rand(codes.shape[0], 2, generator=gen, dtype=torch.float64)
+            * (torch.rand(codes.shape[0], 2, generator=gen) < 0.3),
+        ],
+        dim=1,
+    )
     codes[torch.rand(codes.shape, generator=gen) < 0.1] = 0.0  # some main latents drop out on their own
     expected = _reference_absorption(learned, h.dictionary, h.parent, codes, h.codes, 1e-6, 0.3, share, h.y)
     as_sparse = SparseCodes(*_sparse(h.codes), h.codes.shape[1])
     for rows in (5, None):
-        result = absorption(learned, h.dictionary, h.parent, codes.to_sparse(), as_sparse, y=h.y,
-                            projection_share=share, rows_per_chunk=rows)
-        for (parent_j, child), rate, samples in zip(result.pairs.tolist(), result.pair_rate.tolist(),
-                                                    result.pair_samples.tolist(), strict=True):
+        result = absorption(
+            learned,
+            h.dictionary,
+            h.parent,
+            codes.to_sparse(),
+            as_sparse,
+            y=h.y,
+            projection_share=share,
+            rows_per_chunk=rows,
+        )
+        for (parent_j, child), rate, samples in zip(
+            result.pairs.tolist(), result.pair_rate.tolist(), result.pair_samples.tolist(), strict=True
+        ):
             hits, total = expected[(parent_j, child)]
             assert samples == total
             assert rate == pytest.approx(hits / total) if total else math.isnan(rate)

@@ -93,8 +93,16 @@ def test_absorption_and_stationarity_scores_on_hierarchical_data() -> None:
     from dictlab.data import make_dataset
 
     data = make_dataset(
-        {"generator": "hierarchical", "num_parents": 4, "children_per_parent": 2, "num_roots_free": 20,
-         "k_parents": 2, "k_free": 1, "input_dim": 30, "n_samples": 800},
+        {
+            "generator": "hierarchical",
+            "num_parents": 4,
+            "children_per_parent": 2,
+            "num_roots_free": 20,
+            "k_parents": 2,
+            "k_free": 1,
+            "input_dim": 30,
+            "n_samples": 800,
+        },
         seed=0,
     )
     oracle = run_method("fista_oracle", data, seed=0).metrics

@@ -35,8 +35,7 @@ if "test.threads" not in TASKS:
 def _metrics(store: ResultStore) -> dict[tuple[str, str], dict[str, float]]:
     """Every record's numbers except wall-clock timings, by (run id, label)."""
     return {
-        (row["run_id"], row["label"]): {k: v for k, v in row.items() if not k.endswith("_s")}
-        for row in store.records()
+        (row["run_id"], row["label"]): {k: v for k, v in row.items() if not k.endswith("_s")} for row in store.records()
     }
 
 

@@ -84,9 +84,19 @@ def _to_toml(raw: dict) -> str:
 
 
 def test_every_preset_expands_and_quick_is_smaller():
-    assert {"vary-latents", "vary-samples", "vary-sparsity", "frozen-decoder", "warmstart-decoder",
-            "warmstart-encoder", "support-recovery", "learning-dynamics", "lambda-sensitivity",
-            "phase-transition", "large-latents"} <= set(preset_names())
+    assert {
+        "vary-latents",
+        "vary-samples",
+        "vary-sparsity",
+        "frozen-decoder",
+        "warmstart-decoder",
+        "warmstart-encoder",
+        "support-recovery",
+        "learning-dynamics",
+        "lambda-sensitivity",
+        "phase-transition",
+        "large-latents",
+    } <= set(preset_names())
     for name in preset_names():
         spec = load_preset(name)
         full, quick = spec.expand(), spec.with_quick().expand()
@@ -101,8 +111,14 @@ def test_vary_latents_uses_the_compressed_sensing_dimension():
 
 
 def test_phase_transition_constant_sets_input_dim_and_dedupes():
-    spec = validate_spec({"name": "pt", "methods": ["fista_oracle"], "data": {"n_samples": 100},
-                          "grid": {"num_latents": [50], "k": [3], "cs_constant": [0.5, 1, 6, 7]}})
+    spec = validate_spec(
+        {
+            "name": "pt",
+            "methods": ["fista_oracle"],
+            "data": {"n_samples": 100},
+            "grid": {"num_latents": [50], "k": [3], "cs_constant": [0.5, 1, 6, 7]},
+        }
+    )
     dims = [pt["input_dim"] for pt in spec.points()]
     assert dims == [math.ceil(0.5 * 3 * math.log(50 / 3)), math.ceil(3 * math.log(50 / 3)), 50]  # 6 and 7 both cap at p
 

@@ -68,8 +68,13 @@ def test_config_hash_changes_with_every_field(change):
 
 
 def test_data_is_normalised_to_the_full_config():
-    explicit = RunSpec(experiment="unit", task="method", data={**DATA, "noise_std": 0.0, "num_ood": None}, seed=0,
-                       params={"method": "fista_oracle"})
+    explicit = RunSpec(
+        experiment="unit",
+        task="method",
+        data={**DATA, "noise_std": 0.0, "num_ood": None},
+        seed=0,
+        params={"method": "fista_oracle"},
+    )
     assert explicit.config_hash() == spec().config_hash()
     assert spec().data["magnitude_power"] == 1.0
 
@@ -94,7 +99,7 @@ def test_bad_specs_name_the_field(fields, message):
 json_values = st.recursive(
     st.none()
     | st.booleans()
-    | st.integers(-10**6, 10**6)
+    | st.integers(-(10**6), 10**6)
     | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=5),
     lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3),
@@ -295,8 +300,9 @@ def test_read_only_never_writes_and_refuses_to(tmp_path):
         ResultStore(tmp_path / "missing.sqlite", readonly=True)
 
 
-@pytest.mark.skipif(sys.platform == "win32" or (hasattr(os, "geteuid") and os.geteuid() == 0),
-                    reason="permissions do not bind root")
+@pytest.mark.skipif(
+    sys.platform == "win32" or (hasattr(os, "geteuid") and os.geteuid() == 0), reason="permissions do not bind root"
+)
 def test_a_store_that_may_not_be_written_is_refused_in_one_line(tmp_path):
     path = tmp_path / "r.sqlite"
     ResultStore(path).close()
@@ -315,8 +321,16 @@ def test_an_undefined_metric_is_stored_as_null_and_read_as_none(store):
     assert store.records()[0]["auc_ood"] is None
 
 
-V1_DATA = {"num_latents": 24, "k": 3, "n_samples": 400, "input_dim": None, "num_ood": None, "magnitude_power": 1.0,
-           "label_threshold": 0.5, "noise_std": 0.0}
+V1_DATA = {
+    "num_latents": 24,
+    "k": 3,
+    "n_samples": 400,
+    "input_dim": None,
+    "num_ood": None,
+    "magnitude_power": 1.0,
+    "label_threshold": 0.5,
+    "noise_std": 0.0,
+}
 
 
 def _v1_store(path) -> None:
@@ -327,16 +341,29 @@ def _v1_store(path) -> None:
     db.executescript(_SCHEMA)
     db.execute("INSERT INTO schema_version VALUES (1)")
     runs = [
-        ("a" * 16, "method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False},
-         "done", "fista_oracle"),
+        (
+            "a" * 16,
+            "method",
+            {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False},
+            "done",
+            "fista_oracle",
+        ),
         ("b" * 16, "surgery.frozen_decoder", {"sae": "sae_topk", "overrides": {}, "recipe": "dictlab"}, "done", None),
-        ("c" * 16, "method", {"method": "sae_topk", "overrides": {}, "recipe": "dictlab", "study_metrics": False},
-         "running", "sae_topk"),
+        (
+            "c" * 16,
+            "method",
+            {"method": "sae_topk", "overrides": {}, "recipe": "dictlab", "study_metrics": False},
+            "running",
+            "sae_topk",
+        ),
     ]
     for run_id, task, params, status, method in runs:
         spec_json = json.dumps({"experiment": "old", "task": task, "data": V1_DATA, "seed": 0, "params": params})
-        db.execute("INSERT INTO runs (run_id, experiment, task, method, seed, spec_json, status, attempts) "
-                   "VALUES (?, 'old', ?, ?, 0, ?, ?, 1)", (run_id, task, method, spec_json, status))
+        db.execute(
+            "INSERT INTO runs (run_id, experiment, task, method, seed, spec_json, status, attempts) "
+            "VALUES (?, 'old', ?, ?, 0, ?, ?, 1)",
+            (run_id, task, method, spec_json, status),
+        )
         if status == "done":
             db.execute(
                 "INSERT INTO records VALUES (?, 0, ?, NULL, ?)", (run_id, method or "sae_topk", '{"mcc_ood": 0.8}')
@@ -359,9 +386,12 @@ def test_a_schema_1_store_is_read_in_todays_terms_without_touching_the_file(tmp_
         assert runs["surgery.frozen_decoder"].method == "sae_topk"  # the column follows the subject
         assert runs["method"].spec["data"]["generator"] == "compositional"
         assert runs["method"].spec["data"]["input_dim"] == 13  # derived fields explicit, as in a new run
-        assert runs["method"].run_id == _today(
-            "method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False}
-        ).run_id
+        assert (
+            runs["method"].run_id
+            == _today(
+                "method", {"method": "fista_oracle", "overrides": {}, "recipe": "dictlab", "study_metrics": False}
+            ).run_id
+        )
         assert [row["mcc_ood"] for row in store.records()] == [0.8, 0.8]
     assert path.read_bytes() == before
     assert sqlite3.connect(path).execute("SELECT version FROM schema_version").fetchone() == (1,)

@@ -233,18 +233,33 @@ def _batch_methods(runs) -> list[list[str]]:
 
 
 def test_plan_batches_keep_runs_that_share_a_fit_together():
-    differ = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0), method_spec(0, "dl_lista", max_rounds=6),
-              method_spec(0, "sae_topk")]
+    differ = [
+        method_spec(0, "dl_fista", max_rounds=5),
+        method_spec(0),
+        method_spec(0, "dl_lista", max_rounds=6),
+        method_spec(0, "sae_topk"),
+    ]
     assert _batch_methods(differ) == [["dl_fista"], ["fista_oracle"], ["dl_lista"], ["sae_topk"]]  # two DL-FISTA fits
-    same = [method_spec(0, "dl_fista", max_rounds=5), method_spec(0),
-            method_spec(0, "dl_lista", max_rounds=5, epochs=1), method_spec(0, "sae_topk")]
+    same = [
+        method_spec(0, "dl_fista", max_rounds=5),
+        method_spec(0),
+        method_spec(0, "dl_lista", max_rounds=5, epochs=1),
+        method_spec(0, "sae_topk"),
+    ]
     assert _batch_methods(same) == [["dl_fista", "dl_lista"], ["fista_oracle"], ["sae_topk"]]
     # the same fit on another seed or other data is another fit
     other_seed = [method_spec(0, "dl_fista", max_rounds=5), method_spec(1, "dl_lista", max_rounds=5)]
     assert _batch_methods(other_seed) == [["dl_fista"], ["dl_lista"]]
-    other_data = [method_spec(0, "dl_fista", max_rounds=5),
-                  RunSpec(experiment="unit", task="method", data={**DATA, "k": 4}, seed=0,
-                          params={"method": "dl_lista", "overrides": {"max_rounds": 5}})]
+    other_data = [
+        method_spec(0, "dl_fista", max_rounds=5),
+        RunSpec(
+            experiment="unit",
+            task="method",
+            data={**DATA, "k": 4},
+            seed=0,
+            params={"method": "dl_lista", "overrides": {"max_rounds": 5}},
+        ),
+    ]
     assert _batch_methods(other_data) == [["dl_fista"], ["dl_lista"]]
 
 
@@ -264,7 +279,9 @@ def test_a_sweep_fits_a_shared_fit_once(store, monkeypatch):
     original = DLFista.fit
     monkeypatch.setattr(DLFista, "fit", lambda self, y, context=None: fits.append(1) or original(self, y, context))
     runs = [
-        method_spec(0, "dl_fista", max_rounds=4), method_spec(0), method_spec(0, "dl_lista", max_rounds=4, epochs=1)
+        method_spec(0, "dl_fista", max_rounds=4),
+        method_spec(0),
+        method_spec(0, "dl_lista", max_rounds=4, epochs=1),
     ]
     summary = run_sweep(runs, store, progress=False)
     assert (summary.ran, summary.failed) == (3, 0) and len(fits) == 1
@@ -274,17 +291,25 @@ def test_a_sweep_fits_a_shared_fit_once(store, monkeypatch):
 
 @pytest.mark.slow
 def test_two_processes_give_the_one_process_results(tmp_path):
-    runs = [method_spec(seed, method, **overrides) for seed in (0, 1) for method, overrides in (
-        ("fista_oracle", {}), ("dl_fista", {"max_rounds": 6}), ("linear_probe", {}),
-        ("dl_lista", {"max_rounds": 6, "epochs": 1}),
-    )]
+    runs = [
+        method_spec(seed, method, **overrides)
+        for seed in (0, 1)
+        for method, overrides in (
+            ("fista_oracle", {}),
+            ("dl_fista", {"max_rounds": 6}),
+            ("linear_probe", {}),
+            ("dl_lista", {"max_rounds": 6, "epochs": 1}),
+        )
+    ]
     results = {}
     for jobs in (1, 2):
         with ResultStore(tmp_path / f"jobs{jobs}.sqlite") as store:
             summary = run_sweep(runs, store, jobs=jobs, threads=1, progress=False)
             assert (summary.ran, summary.failed) == (len(runs), 0)
-            results[jobs] = {(row["seed"], row["label"]): {k: v for k, v in row.items() if not k.endswith("_s")}
-                             for row in store.records()}
+            results[jobs] = {
+                (row["seed"], row["label"]): {k: v for k, v in row.items() if not k.endswith("_s")}
+                for row in store.records()
+            }
     assert results[1].keys() == results[2].keys() and len(results[1]) == len(runs)
     for key, metrics in results[1].items():
         assert results[2][key] == pytest.approx(metrics, abs=1e-9), key  # one thread each: the same rounding

@@ -39,7 +39,6 @@ def test_equals_per_sample_lstsq(problem):
     torch.testing.assert_close(least_squares_on_support(y, d, support, ridge=0.0), expected, atol=1e-10, rtol=0)
 
 
-
 def test_ridge_matches_the_study_formula(problem):
     # STUDY-SPEC §3.6: z_S = y D_Sᵀ (D_S D_Sᵀ + ρ I)⁻¹, per sample
     y, d, support = problem

@@ -65,8 +65,12 @@ def test_dictionary_update_is_the_float64_least_squares_solution():
 
 @settings(max_examples=25, deadline=None)
 @given(
-    n=st.integers(5, 60), p=st.integers(1, 12), m=st.integers(1, 8), density=st.floats(0.1, 1.0),
-    ridge=st.sampled_from([0.0, 1e-6, 1e-2]), seed=st.integers(0, 10_000),
+    n=st.integers(5, 60),
+    p=st.integers(1, 12),
+    m=st.integers(1, 8),
+    density=st.floats(0.1, 1.0),
+    ridge=st.sampled_from([0.0, 1e-6, 1e-2]),
+    seed=st.integers(0, 10_000),
 )
 def test_dictionary_update_satisfies_the_normal_equations(n, p, m, density, ridge, seed):
     g = torch.Generator().manual_seed(seed)
@@ -285,8 +289,13 @@ def test_study_preset_is_the_studys_run():
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"width": 10, "lam": -0.1}, "lam"), ({"width": 0}, "width"), ({"width": 5, "fista_iter": 0}, "fista_iter"),
-     ({"width": 5, "lam": 0.3, "lam_start": 0.1}, "lam_start"), ({"width": 5, "speed": 2}, "speed")],
+    [
+        ({"width": 10, "lam": -0.1}, "lam"),
+        ({"width": 0}, "width"),
+        ({"width": 5, "fista_iter": 0}, "fista_iter"),
+        ({"width": 5, "lam": 0.3, "lam_start": 0.1}, "lam_start"),
+        ({"width": 5, "speed": 2}, "speed"),
+    ],
 )
 def test_bad_configs_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):

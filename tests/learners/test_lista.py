@@ -158,8 +158,15 @@ def test_invalid_inputs_are_rejected(data):
 @pytest.mark.parametrize(
     ("field", "value"),
     [
-        ("n_layers", 0), ("lam", -1.0), ("lr", 0.0), ("threshold_lr", 2.0), ("epochs", -1), ("batch_size", 0),
-        ("weights", "shared"), ("objective", "l2"), ("threshold_init", -0.1),
+        ("n_layers", 0),
+        ("lam", -1.0),
+        ("lr", 0.0),
+        ("threshold_lr", 2.0),
+        ("epochs", -1),
+        ("batch_size", 0),
+        ("weights", "shared"),
+        ("objective", "l2"),
+        ("threshold_init", -0.1),
     ],
 )
 def test_config_rejects_bad_values(field, value):

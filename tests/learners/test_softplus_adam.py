@@ -123,8 +123,12 @@ def test_save_load_gives_identical_codes(fitted, data, tmp_path):
 
 @pytest.mark.parametrize(
     ("kwargs", "field"),
-    [({"width": 5, "lam": -1.0}, "lam"), ({"width": 0}, "width"), ({"width": 5, "lr": 0.0}, "lr"),
-     ({"width": 5, "objective": "mse"}, "objective")],
+    [
+        ({"width": 5, "lam": -1.0}, "lam"),
+        ({"width": 0}, "width"),
+        ({"width": 5, "lr": 0.0}, "lr"),
+        ({"width": 5, "objective": "mse"}, "objective"),
+    ],
 )
 def test_bad_configs_name_the_field(kwargs, field):
     with pytest.raises(ValueError, match=field):

@@ -89,10 +89,11 @@ def test_rip_estimate_sees_duplicate_atoms():
     d = torch.cat([torch.eye(8, dtype=torch.float64), torch.eye(8, dtype=torch.float64)[:1]])
     for k in (2, 3, 5):
         estimate = rip_constant_estimate(d, k, n_supports=500, generator=torch.Generator().manual_seed(k))
-        both = ((estimate.supports == 0).any(dim=1) & (estimate.supports == 8).any(dim=1))
+        both = (estimate.supports == 0).any(dim=1) & (estimate.supports == 8).any(dim=1)
         assert bool(both.any()) and bool((~both).any())
-        torch.testing.assert_close(estimate.samples[both], torch.ones(int(both.sum()), dtype=torch.float64),
-                                   rtol=0, atol=1e-12)
+        torch.testing.assert_close(
+            estimate.samples[both], torch.ones(int(both.sum()), dtype=torch.float64), rtol=0, atol=1e-12
+        )
         assert float(estimate.samples[~both].abs().max()) <= 1e-12
         assert estimate.delta == pytest.approx(1.0, abs=1e-12)
 

@@ -60,6 +60,7 @@ def test_a_folder_of_no_known_format_lists_the_formats(tmp_path):
 def test_a_registered_format_is_found_by_its_file(tmp_path, saved):
     """A package adds a format by registering it: load_model then recognises its folders."""
     if "test.renamed" not in MODEL_FORMATS:
+
         def load_renamed(folder: Path, device: torch.device | str) -> SparseCodingModel:
             return load_model(folder / "inner", device)  # type: ignore[return-value]
 

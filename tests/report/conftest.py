@@ -43,46 +43,85 @@ def fill_store(path: Path) -> Path:
         for p in LATENTS:
             for method in SWEEP_METHODS:
                 for seed in SEEDS:
-                    spec = RunSpec(experiment="sweep", task="method", data=data(p), seed=seed,
-                                   params={"method": method, "overrides": {}, "recipe": "dictlab"})
+                    spec = RunSpec(
+                        experiment="sweep",
+                        task="method",
+                        data=data(p),
+                        seed=seed,
+                        params={"method": method, "overrides": {}, "recipe": "dictlab"},
+                    )
                     value = sweep_value(method, p, seed)
-                    metrics = {"mcc_ood": value, "mcc_id": value + 0.05, "mcc_chance_ood": 0.1 + 0.001 * seed,
-                               "mcc_chance_id": 0.12, "acc_ood": 0.6 + 0.01 * seed, "auc_ood": 0.7}
+                    metrics = {
+                        "mcc_ood": value,
+                        "mcc_id": value + 0.05,
+                        "mcc_chance_ood": 0.1 + 0.001 * seed,
+                        "mcc_chance_id": 0.12,
+                        "acc_ood": 0.6 + 0.01 * seed,
+                        "auc_ood": 0.7,
+                    }
                     store.finish(spec, [Record(method, metrics)], {"total_s": 1.0}, VERSIONS)
-        failed = RunSpec(experiment="sweep", task="method", data=data(160), seed=0,
-                         params={"method": "sae_topk", "overrides": {}, "recipe": "dictlab"})
+        failed = RunSpec(
+            experiment="sweep",
+            task="method",
+            data=data(160),
+            seed=0,
+            params={"method": "sae_topk", "overrides": {}, "recipe": "dictlab"},
+        )
         store.mark_running(failed)
         store.fail(failed, "Traceback (most recent call last):\nRuntimeError: synthetic failure", {}, VERSIONS)
 
         for sae in SAES:
             for seed in SEEDS:
-                spec = RunSpec(experiment="frozen", task="surgery.frozen_decoder", data=data(20), seed=seed,
-                               params={"method": sae, "recipe": "dictlab"})
+                spec = RunSpec(
+                    experiment="frozen",
+                    task="surgery.frozen_decoder",
+                    data=data(20),
+                    seed=seed,
+                    params={"method": sae, "recipe": "dictlab"},
+                )
                 records = [
-                    Record(sae, {"mcc_ood": frozen_value("own", sae, seed), "mcc_chance_ood": 0.1,
-                                 "dict_mean_cosine": 0.5}),
-                    Record(f"fista+{sae}", {"mcc_ood": frozen_value("fista", sae, seed), "mcc_chance_ood": 0.1,
-                                            "dict_mean_cosine": 0.5}),
-                    Record("fista_oracle", {"mcc_ood": oracle_value(seed), "mcc_chance_ood": 0.1,
-                                            "dict_mean_cosine": 1.0}),
+                    Record(
+                        sae, {"mcc_ood": frozen_value("own", sae, seed), "mcc_chance_ood": 0.1, "dict_mean_cosine": 0.5}
+                    ),
+                    Record(
+                        f"fista+{sae}",
+                        {"mcc_ood": frozen_value("fista", sae, seed), "mcc_chance_ood": 0.1, "dict_mean_cosine": 0.5},
+                    ),
+                    Record(
+                        "fista_oracle", {"mcc_ood": oracle_value(seed), "mcc_chance_ood": 0.1, "dict_mean_cosine": 1.0}
+                    ),
                 ]
                 store.finish(spec, records, {}, VERSIONS)
 
         for method, scale in (("sae_topk", 100), ("dl_fista", 10)):
             for seed in SEEDS:
-                spec = RunSpec(experiment="dynamics", task="surgery.learning_dynamics", data=data(20), seed=seed,
-                               params={"method": method, "recipe": "dictlab"})
-                records = [Record(method, {"mean_cosine": 0.2 * i + 0.01 * seed, "mse_loss": 1.0 / i}, float(i * scale))
-                           for i in (1, 2, 3, 4)]
+                spec = RunSpec(
+                    experiment="dynamics",
+                    task="surgery.learning_dynamics",
+                    data=data(20),
+                    seed=seed,
+                    params={"method": method, "recipe": "dictlab"},
+                )
+                records = [
+                    Record(method, {"mean_cosine": 0.2 * i + 0.01 * seed, "mse_loss": 1.0 / i}, float(i * scale))
+                    for i in (1, 2, 3, 4)
+                ]
                 store.finish(spec, records, {}, VERSIONS)
 
         for seed in SEEDS:
-            spec = RunSpec(experiment="warmstart", task="surgery.warmstart_encoder", data=data(20), seed=seed,
-                           params={"method": "sae_topk", "recipe": "dictlab"})
+            spec = RunSpec(
+                experiment="warmstart",
+                task="surgery.warmstart_encoder",
+                data=data(20),
+                seed=seed,
+                params={"method": "sae_topk", "recipe": "dictlab"},
+            )
             records = [Record("warm+sae_topk", {"mcc_ood": 0.5 + 0.001 * n}, float(n)) for n in (0, 1, 10, 100)]
             records += [Record("cold+sae_topk", {"mcc_ood": 0.4 + 0.001 * n}, float(n)) for n in (1, 10, 100)]
-            records += [Record("to_tolerance+sae_topk", {"iters_saved_ood": 30.0 + seed, "iters_cold_ood": 90.0}),
-                        Record("fista_oracle", {"mcc_ood": 0.97}, 100.0)]
+            records += [
+                Record("to_tolerance+sae_topk", {"iters_saved_ood": 30.0 + seed, "iters_cold_ood": 90.0}),
+                Record("fista_oracle", {"mcc_ood": 0.97}, 100.0),
+            ]
             store.finish(spec, records, {}, VERSIONS)
     return path
 

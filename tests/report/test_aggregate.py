@@ -73,8 +73,13 @@ def test_labels_split_into_arm_and_subject():
 
 @pytest.mark.parametrize(
     ("values", "scale"),
-    [((20, 40, 80), "linear"), ((50, 100, 1000, 10000), "log"), ((0, 1, 10, 100), "symlog"),
-     ((0.001, 0.1, 2.0), "log"), ((-1, 10, 1000), "linear")],
+    [
+        ((20, 40, 80), "linear"),
+        ((50, 100, 1000, 10000), "log"),
+        ((0, 1, 10, 100), "symlog"),
+        ((0.001, 0.1, 2.0), "log"),
+        ((-1, 10, 1000), "linear"),
+    ],
 )
 def test_axis_scale(values, scale):
     assert axis_scale([float(v) for v in values]) == scale

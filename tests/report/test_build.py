@@ -22,8 +22,12 @@ def page(store_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_report(store_path, tmp_path_factory.mktemp("report"), formats=("png", "svg"))
 
 
-TASK_SLUGS = {"sweep": "method", "frozen": "surgery-frozen_decoder", "dynamics": "surgery-learning_dynamics",
-              "warmstart": "surgery-warmstart_encoder"}
+TASK_SLUGS = {
+    "sweep": "method",
+    "frozen": "surgery-frozen_decoder",
+    "dynamics": "surgery-learning_dynamics",
+    "warmstart": "surgery-warmstart_encoder",
+}
 
 
 def _mean_std(values: list[float]) -> str:
@@ -61,8 +65,11 @@ def test_page_is_self_contained(page: Path):
 def test_one_figure_per_expected_metric_with_caption(page: Path):
     reader = read_page(page)
     figures = [attrs["id"] for tag, attrs in reader.tags if tag == "figure"]
-    expected = {f"{experiment}-{TASK_SLUGS[experiment]}-{metric}"
-                for experiment, metrics in EXPECTED_FIGURES.items() for metric in metrics}
+    expected = {
+        f"{experiment}-{TASK_SLUGS[experiment]}-{metric}"
+        for experiment, metrics in EXPECTED_FIGURES.items()
+        for metric in metrics
+    }
     assert sorted(figures) == sorted(expected)
     assert len(reader.figcaptions) == len(figures)
     assert all(re.match(r"Figure \d+\. ", c) and "seeds" in c for c in reader.figcaptions)

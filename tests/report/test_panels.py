@@ -23,8 +23,17 @@ def _sweep_rows() -> list[dict]:
         for p in (10, 100, 1000):
             for seed in (0, 1):
                 for method, level in (("fista_oracle", 0.9), ("sae_topk", 0.3)):
-                    rows.append({"label": method, "seed": seed, "step": None, "data.num_latents": p, "data.k": k,
-                                 "mcc_ood": level + 0.01 * k + 0.1 * seed, "mcc_chance_ood": 0.1 * k})
+                    rows.append(
+                        {
+                            "label": method,
+                            "seed": seed,
+                            "step": None,
+                            "data.num_latents": p,
+                            "data.k": k,
+                            "mcc_ood": level + 0.01 * k + 0.1 * seed,
+                            "mcc_chance_ood": 0.1 * k,
+                        }
+                    )
     return rows
 
 
@@ -66,9 +75,11 @@ def _frozen_rows() -> list[dict]:
         for sae, shift in (("sae_topk", 0.0), ("sae_relu", 0.1)):
             for seed in (0, 1, 2):
                 base = {"seed": seed, "step": None, "data.num_latents": p, "params.method": sae}
-                rows += [{**base, "label": sae, "mcc_ood": 0.3 + shift + 0.01 * seed},
-                         {**base, "label": f"fista+{sae}", "mcc_ood": 0.4 + shift},
-                         {**base, "label": "fista_oracle", "mcc_ood": 0.9 + 0.02 * seed}]
+                rows += [
+                    {**base, "label": sae, "mcc_ood": 0.3 + shift + 0.01 * seed},
+                    {**base, "label": f"fista+{sae}", "mcc_ood": 0.4 + shift},
+                    {**base, "label": "fista_oracle", "mcc_ood": 0.9 + 0.02 * seed},
+                ]
     return rows
 
 
@@ -106,15 +117,18 @@ def _warmstart_rows() -> list[dict]:
             {**base, "label": "warm+sae_topk", "step": float(n), "mcc_ood": 0.5 + 0.01 * n} for n in (0, 1, 10, 100)
         ]
         rows += [{**base, "label": "cold+sae_topk", "step": float(n), "mcc_ood": 0.4 + 0.001 * n} for n in (1, 10, 100)]
-        rows += [{**base, "label": "fista_oracle", "step": 100.0, "mcc_ood": 0.97},
-                 {**base, "label": "to_tolerance+sae_topk", "step": None, "iters_saved_ood": 10.0}]
+        rows += [
+            {**base, "label": "fista_oracle", "step": 100.0, "mcc_ood": 0.97},
+            {**base, "label": "to_tolerance+sae_topk", "step": None, "iters_saved_ood": 10.0},
+        ]
     return rows
 
 
 def test_curve_figure_draws_arms_as_lines_and_single_step_labels_as_references():
     rows = _warmstart_rows()
-    spec = curve_figure(rows, "mcc_ood", grid_columns(rows), subjects_of(rows),
-                        layout_for("surgery.warmstart_encoder"), "key")
+    spec = curve_figure(
+        rows, "mcc_ood", grid_columns(rows), subjects_of(rows), layout_for("surgery.warmstart_encoder"), "key"
+    )
     assert spec is not None and spec.xscale == "symlog"
     (panel,) = spec.panels
     kinds = {line.name: line.kind for line in panel.lines}
@@ -125,11 +139,22 @@ def test_curve_figure_draws_arms_as_lines_and_single_step_labels_as_references()
 
 
 def test_learning_dynamics_panels_per_label_with_their_own_x_axis():
-    rows = [{"label": m, "seed": 0, "step": float(i * scale), "data.num_latents": p, "params.method": m,
-             "mean_cosine": 0.1 * i + p / 1000}
-            for m, scale in (("sae_topk", 1000), ("dl_fista", 10)) for p in (20, 40) for i in (1, 2, 3)]
-    spec = curve_figure(rows, "mean_cosine", grid_columns(rows), subjects_of(rows),
-                        layout_for("surgery.learning_dynamics"), "key")
+    rows = [
+        {
+            "label": m,
+            "seed": 0,
+            "step": float(i * scale),
+            "data.num_latents": p,
+            "params.method": m,
+            "mean_cosine": 0.1 * i + p / 1000,
+        }
+        for m, scale in (("sae_topk", 1000), ("dl_fista", 10))
+        for p in (20, 40)
+        for i in (1, 2, 3)
+    ]
+    spec = curve_figure(
+        rows, "mean_cosine", grid_columns(rows), subjects_of(rows), layout_for("surgery.learning_dynamics"), "key"
+    )
     assert [p.title for p in spec.panels] == ["sae_topk", "dl_fista"]
     assert [line.name for line in spec.panels[0].lines] == ["num_latents=20", "num_latents=40"]
     assert spec.panels[1].lines[0].x == (10.0, 20.0, 30.0)

@@ -43,8 +43,13 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
             for method in ("fista_oracle", "sae_topk"):
                 for seed in SEEDS:
                     data = {"generator": "compositional", "num_latents": p, "k": k, "input_dim": m, "n_samples": 200}
-                    spec = RunSpec(experiment="phase-transition", task="method", data=data, seed=seed,
-                                   params={"method": method, "overrides": {}, "recipe": "dictlab"})
+                    spec = RunSpec(
+                        experiment="phase-transition",
+                        task="method",
+                        data=data,
+                        seed=seed,
+                        params={"method": method, "overrides": {}, "recipe": "dictlab"},
+                    )
                     value = mcc(method, m / p, seed)
                     results.finish(spec, [Record(method, {"mcc_ood": value, "mcc_id": value})], {}, VERSIONS)
     return path
@@ -64,8 +69,10 @@ def test_phase_figure_cells_hold_the_fractions_of_successful_runs(store: Path):
         rows = results.records()
     content = section_content("phase-transition", "method", rows)
     phase = [f for f in content.figures if isinstance(f, PhaseFigure)]
-    assert [f.key for f in phase] == ["phase-transition-method-phase-success-mcc_ood",
-                                      "phase-transition-method-phase-mean-mcc_ood"]
+    assert [f.key for f in phase] == [
+        "phase-transition-method-phase-success-mcc_ood",
+        "phase-transition-method-phase-mean-mcc_ood",
+    ]
     success = phase[0]
     assert [panel.title.split(" ")[0] for panel in success.panels] == ["fista_oracle", "sae_topk"]
     assert "mcc_ood ≥ 0.95" in success.colorbar_label and "mcc_ood ≥ 0.95" in success.caption

@@ -179,8 +179,13 @@ def test_a_new_architecture_is_one_class_and_one_config(soft_threshold: Any, tmp
     sae.save(str(tmp_path))
     cfg = json.loads((tmp_path / SAELENS_CONFIG_FILE).read_text())
     assert cfg["architecture"] == "softthreshold" and "k" not in cfg
-    assert cfg["dictlab"]["sae"] == {"d_in": 6, "d_sae": 12, "architecture": "softthreshold", "threshold": 0.05,
-                                     "l1_coefficient": 0.01}
+    assert cfg["dictlab"]["sae"] == {
+        "d_in": 6,
+        "d_sae": 12,
+        "architecture": "softthreshold",
+        "threshold": 0.05,
+        "l1_coefficient": 0.01,
+    }
     loaded = load_model(tmp_path)
     assert isinstance(loaded, SoftThresholdSAE) and loaded.cfg == sae.cfg
     torch.testing.assert_close(loaded.encode(y), sae.encode(y), rtol=0, atol=0)

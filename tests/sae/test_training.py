@@ -34,13 +34,24 @@ def test_batches_cover_every_row_once_per_epoch() -> None:
     y = torch.arange(10.0).unsqueeze(1)
     out = list(batches(y, 4, 7, torch.Generator().manual_seed(0)))
     assert len(out) == 7
-    assert [b.shape[0] for b, _ in out] == [4, 4, 2, 4, 4, 2, 4]
-    assert [epoch for _, epoch in out] == [None, None, 0, None, None, 1, None]
+    assert [b.shape[0] for b, _, _ in out] == [4, 4, 2, 4, 4, 2, 4]
+    assert [epoch for _, _, epoch in out] == [None, None, 0, None, None, 1, None]
+    assert all(target is None for _, target, _ in out)
     for first in (0, 3):
-        rows = torch.cat([b for b, _ in out[first : first + 3]]).squeeze(1)
+        rows = torch.cat([b for b, _, _ in out[first : first + 3]]).squeeze(1)
         assert sorted(rows.tolist()) == list(range(10))
     second = list(batches(y, 4, 7, torch.Generator().manual_seed(0)))
-    assert all(torch.equal(a, b) for (a, _), (b, _) in zip(out, second, strict=True))
+    assert all(torch.equal(a, b) for (a, _, _), (b, _, _) in zip(out, second, strict=True))
+
+
+def test_batches_keep_targets_with_their_rows() -> None:
+    y = torch.arange(10.0).unsqueeze(1)
+    target = torch.stack([y.squeeze(1) * 10, -y.squeeze(1)], dim=1)  # (10, 2), row i ↔ y_i
+    plain = list(batches(y, 4, 6, torch.Generator().manual_seed(1)))
+    paired = list(batches(y, 4, 6, torch.Generator().manual_seed(1), target))
+    for (a, _, epoch_a), (b, t, epoch_b) in zip(plain, paired, strict=True):
+        assert torch.equal(a, b) and epoch_a == epoch_b  # the same shuffle with or without targets
+        assert t is not None and torch.equal(t, torch.cat([b * 10, -b], dim=1))
 
 
 def test_lr_schedules() -> None:
@@ -58,7 +69,12 @@ def test_lr_schedules() -> None:
 def test_renormalisation_policies() -> None:
     study = TrainConfig.study()
     assert [RENORMALISATION[study.renormalise_decoder](e, study) for e in (None, 0, 1, 49, 50, 450)] == [
-        False, True, False, False, True, True,
+        False,
+        True,
+        False,
+        False,
+        True,
+        True,
     ]
     assert RENORMALISATION["every_step"](None, study) and not RENORMALISATION["never"](0, study)
 

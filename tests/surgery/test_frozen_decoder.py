@@ -25,8 +25,18 @@ def test_task_records_every_arm_with_scores_and_diagnostics(data):
     assert [r.label for r in records] == ARMS
     assert all(r.step is None for r in records)
     for r in records:
-        for name in ("mcc_id", "mcc_ood", "acc_ood", "auc_ood", "dict_mean_cosine", "dict_mean_angle",
-                     "dict_mean_norm_ratio", "dict_frac_close", "support_precision_ood", "support_recall_id"):
+        for name in (
+            "mcc_id",
+            "mcc_ood",
+            "acc_ood",
+            "auc_ood",
+            "dict_mean_cosine",
+            "dict_mean_angle",
+            "dict_mean_norm_ratio",
+            "dict_frac_close",
+            "support_precision_ood",
+            "support_recall_id",
+        ):
             assert 0.0 <= r.metrics[name] <= 1.6, (r.label, name)  # angles are in radians, ≤ π/2
     by_label = {r.label: r.metrics for r in records}
     assert by_label["fista_oracle"]["dict_mean_cosine"] == pytest.approx(1.0)

@@ -18,8 +18,10 @@ def test_task_records_one_arm_per_lambda(data):
     records = TASKS["surgery.lambda_sensitivity"].run(data, spec("surgery.lambda_sensitivity", **params), context())
     assert [(r.label, r.step) for r in records] == [
         ("sae_topk", None),
-        ("fista+sae_topk", 0.01), ("fista_oracle", 0.01),
-        ("fista+sae_topk", 0.1), ("fista_oracle", 0.1),
+        ("fista+sae_topk", 0.01),
+        ("fista_oracle", 0.01),
+        ("fista+sae_topk", 0.1),
+        ("fista_oracle", 0.1),
     ]
     by_key = {(r.label, r.step): r.metrics for r in records}
     # a larger λ gives sparser codes

@@ -10,7 +10,11 @@ from dictlab.experiments.tasks import TASKS, check_spec, execute_run
 from .conftest import spec
 
 NAMES = [
-    "frozen_decoder", "warmstart_decoder", "warmstart_encoder", "support_recovery", "learning_dynamics",
+    "frozen_decoder",
+    "warmstart_decoder",
+    "warmstart_encoder",
+    "support_recovery",
+    "learning_dynamics",
     "lambda_sensitivity",
 ]
 
@@ -51,7 +55,10 @@ def test_execute_run_returns_records_timings_and_the_fitted_model():
     outcome = execute_run(run, artifacts=True)
     assert outcome.ok, outcome.error
     assert [r.label for r in outcome.records] == [
-        "sae_relu", "support_lstsq+sae_relu", "fista+sae_relu", "fista_oracle"
+        "sae_relu",
+        "support_lstsq+sae_relu",
+        "fista+sae_relu",
+        "fista_oracle",
     ]
     assert outcome.timings["fit_sae_relu_s"] > 0
     assert any(path.startswith("sae_relu/") and path.endswith(".safetensors") for path in outcome.artifacts)

@@ -19,8 +19,11 @@ def test_task_records_budgets_traces_and_oracle(data):
     records = TASKS["surgery.warmstart_decoder"].run(data, spec("surgery.warmstart_decoder", **params), context())
     keys = [(r.label, r.step) for r in records]
     assert keys == [
-        ("warm_dl+sae_topk", 0.0), ("warm_dl+sae_topk", 2.0), ("warm_dl+sae_topk", 4.0),
-        ("cold_dl+sae_topk", 2.0), ("cold_dl+sae_topk", 4.0),
+        ("warm_dl+sae_topk", 0.0),
+        ("warm_dl+sae_topk", 2.0),
+        ("warm_dl+sae_topk", 4.0),
+        ("cold_dl+sae_topk", 2.0),
+        ("cold_dl+sae_topk", 4.0),
         *[("warm_dl_rounds+sae_topk", float(n)) for n in range(1, 5)],
         *[("cold_dl_rounds+sae_topk", float(n)) for n in range(1, 5)],
         ("fista_oracle", 4.0),

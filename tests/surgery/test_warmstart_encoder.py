@@ -21,8 +21,10 @@ def test_task_records_budgets_tolerance_and_oracle(data):
     steps = [(r.label, r.step) for r in records]
     assert steps == [
         ("warm+sae_topk", 0.0),
-        ("cold+sae_topk", 1.0), ("warm+sae_topk", 1.0),
-        ("cold+sae_topk", 5.0), ("warm+sae_topk", 5.0),
+        ("cold+sae_topk", 1.0),
+        ("warm+sae_topk", 1.0),
+        ("cold+sae_topk", 5.0),
+        ("warm+sae_topk", 5.0),
         ("to_tolerance+sae_topk", None),
         ("fista_oracle", 5.0),
     ]

@@ -31,7 +31,8 @@ def test_gaussian_excess_second_moment_matches_quadrature():
     for tau in (0.0, 0.5, 1.3, 3.0):
         numeric = torch.trapezoid((u - tau).clamp_min(0) ** 2 * density, u)
         assert float(gaussian_excess_second_moment(torch.tensor(tau, dtype=torch.float64))) == pytest.approx(
-            float(numeric), abs=1e-9)
+            float(numeric), abs=1e-9
+        )
 
 
 @BOTH

@@ -13,8 +13,23 @@ from dictlab.report.html import png_size
 
 def test_tiny_phase_diagram_writes_png_and_json(tmp_path, capsys):
     out = tmp_path / "pd"
-    code = main(["phase-diagram", "--solvers", "omp,mp", "--p", "24", "--trials", "4", "--grid", "3", "--seed", "1",
-                 "--out", str(out)])
+    code = main(
+        [
+            "phase-diagram",
+            "--solvers",
+            "omp,mp",
+            "--p",
+            "24",
+            "--trials",
+            "4",
+            "--grid",
+            "3",
+            "--seed",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
     stdout = capsys.readouterr().out
     assert code == 0
     png, js = out / "phase_diagram.png", out / "phase_diagram.json"

@@ -24,12 +24,16 @@ TRAIN = "train"
 @dataclass(frozen=True)
 class DataSizes:
     """What a method may know about a dataset before it exists: p latents, k active per sample (None if the
-    generator has no fixed k), m observed dimensions, and the number of training samples."""
+    generator has no fixed k), m observed dimensions, the number of training samples, the width of the
+    targets where the data have them (transcoders), and the widths of the sources that make up the m observed
+    dimensions where there are several (crosscoders; they sum to m)."""
 
     num_latents: int
     k: int | None
     input_dim: int
     n_train: int
+    target_dim: int | None = None
+    sources: tuple[int, ...] | None = None
 
 
 class GeneratorConfig(Config):
@@ -54,15 +58,18 @@ class GeneratorConfig(Config):
 
 @dataclass(frozen=True)
 class Split:
-    """One split: observations ``y`` (N, m); true ``codes`` (N, p, sparse) and ``labels`` (N,) bool where known."""
+    """One split: observations ``y`` (N, m); true ``codes`` (N, p, sparse), ``labels`` (N,) bool and ``target``
+    (N, r) where known. A target is what a transcoder predicts from ``y``: another linear read-out of the same
+    codes, ``target = codes @ target_dictionary`` (seed 004's x_r = W_r x)."""
 
     y: torch.Tensor
     codes: SparseCodes | None = None
     labels: torch.Tensor | None = None
+    target: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         n = self.y.shape[0]
-        for name, part in (("codes", self.codes), ("labels", self.labels)):
+        for name, part in (("codes", self.codes), ("labels", self.labels), ("target", self.target)):
             if part is not None and len(part) != n:
                 raise ValueError(f"split {name} have {len(part)} rows but y has {n}")
 
@@ -75,6 +82,7 @@ class Split:
             self.y[index],
             None if self.codes is None else self.codes[index],
             None if self.labels is None else self.labels[index],
+            None if self.target is None else self.target[index],
         )
 
     def to(self, device: torch.device | str) -> Split:
@@ -82,6 +90,7 @@ class Split:
             self.y.to(device),
             None if self.codes is None else self.codes.to(device),
             None if self.labels is None else self.labels.to(device),
+            None if self.target is None else self.target.to(device),
         )
 
 
@@ -222,6 +231,11 @@ class GroundTruthDataset:
     ``data["ood"]`` is a split by name; ``data.train`` the training split; ``evaluation_splits()`` every
     other split in order. ``k`` is the number of active latents per sample where the generator fixes it;
     ``hierarchy`` the parent of every latent where the latents form concepts and sub-concepts (else None).
+
+    ``target_dictionary`` (p, r) is the second read-out of the same latents where every split has a ``target``
+    (seed 004's ``W_r.T``: what a transcoder's decoder should learn). ``sources`` are the widths of the blocks
+    of ``y`` where the observations concatenate several sources ``[y¹, …, yˢ]`` (seed 004's crosscoder data:
+    each source its own (p, m_s) block of ``dictionary``; they sum to m).
     """
 
     config: GeneratorConfig
@@ -230,6 +244,8 @@ class GroundTruthDataset:
     splits: Mapping[str, Split]
     k: int | None = None
     hierarchy: Hierarchy | None = None
+    target_dictionary: torch.Tensor | None = None
+    sources: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if TRAIN not in self.splits:
@@ -244,6 +260,24 @@ class GroundTruthDataset:
                 raise ValueError(f"split {name!r}: codes have {split.codes.num_latents} latents, the dictionary {p}")
         if self.hierarchy is not None and self.hierarchy.num_latents != p:
             raise ValueError(f"the hierarchy has {self.hierarchy.num_latents} latents, the dictionary {p}")
+        self._check_targets(p)
+        if self.sources is not None and (sum(self.sources) != m or min(self.sources, default=0) < 1):
+            raise ValueError(f"sources {self.sources} must be positive widths summing to the {m} observed dimensions")
+
+    def _check_targets(self, p: int) -> None:
+        has_target = [split.target is not None for split in self.splits.values()]
+        if self.target_dictionary is None:
+            if any(has_target):
+                raise ValueError("splits have targets but the dataset has no target_dictionary")
+            return
+        if self.target_dictionary.ndim != 2 or self.target_dictionary.shape[0] != p:
+            shape = tuple(self.target_dictionary.shape)
+            raise ValueError(f"target_dictionary must be ({p}, r) for {p} latents, got {shape}")
+        r = self.target_dictionary.shape[1]
+        for name, split in self.splits.items():
+            if split.target is None or split.target.ndim != 2 or split.target.shape[1] != r:
+                got = "none" if split.target is None else tuple(split.target.shape)
+                raise ValueError(f"split {name!r}: target must be (N, {r}) like the target_dictionary, got {got}")
 
     @property
     def generator(self) -> str:
@@ -273,10 +307,18 @@ class GroundTruthDataset:
     def input_dim(self) -> int:
         return self.dictionary.shape[1]
 
+    @property
+    def target_dim(self) -> int | None:
+        """r, the width of the targets; None without targets."""
+        return None if self.target_dictionary is None else self.target_dictionary.shape[1]
+
     def sizes(self) -> DataSizes:
-        return DataSizes(self.num_latents, self.k, self.input_dim, len(self.train))
+        return DataSizes(self.num_latents, self.k, self.input_dim, len(self.train), self.target_dim, self.sources)
 
     def to(self, device: torch.device | str) -> GroundTruthDataset:
         splits = {name: split.to(device) for name, split in self.splits.items()}
         hierarchy = None if self.hierarchy is None else self.hierarchy.to(device)
-        return GroundTruthDataset(self.config, self.seed, self.dictionary.to(device), splits, self.k, hierarchy)
+        target = None if self.target_dictionary is None else self.target_dictionary.to(device)
+        return GroundTruthDataset(
+            self.config, self.seed, self.dictionary.to(device), splits, self.k, hierarchy, target, self.sources
+        )

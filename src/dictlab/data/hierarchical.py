@@ -115,8 +115,10 @@ class HierarchicalConfig(GeneratorConfig):
                 f"k_parents={kp}: setting A needs k_parents-1={kp - 1} parents from the ID pool of size {id_pool}"
             )
         if kp - 1 > num_ood:
-            raise ValueError(f"k_parents={kp}: setting C needs k_parents-1={kp - 1} parents from the OOD pool "
-                             f"of size num_ood={num_ood}")
+            raise ValueError(
+                f"k_parents={kp}: setting C needs k_parents-1={kp - 1} parents from the OOD pool "
+                f"of size num_ood={num_ood}"
+            )
         p, m = self.num_latents, self.resolved_input_dim
         if m > p:
             raise ValueError(f"input_dim={m} must be <= num_latents={p} = P (1 + C) + num_roots_free (m <= p)")
@@ -236,8 +238,7 @@ def _sample_codes(
         count = torch.randint(1, most + 1, (num_rows, kp, 1), generator=generator)
         active = torch.arange(most) < count
     children = (num_parents + parents[:, :, None] * per + offsets).reshape(num_rows, kp * most)
-    free = sample_distinct(num_rows, config.k_free, config.num_roots_free, generator,
-                           offset=num_parents * (1 + per))
+    free = sample_distinct(num_rows, config.k_free, config.num_roots_free, generator, offset=num_parents * (1 + per))
     indices = torch.cat([parents, children, free], dim=1)
     low, high = config.magnitude_min, config.magnitude_max
     values = low + (high - low) * torch.rand(indices.shape, generator=generator, dtype=torch.float64)

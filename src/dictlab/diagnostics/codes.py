@@ -70,7 +70,9 @@ class CodeChunk:
     def add_transposed_product_(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """``out += Z_chunkᵀ x`` for out (p, w) and x (n, w), as a sparse-dense product (cost nnz·w)."""
         zt = torch.sparse_coo_tensor(
-            torch.stack([self.col, self.row]), self.val.to(out.dtype), (self.num_latents, self.n),
+            torch.stack([self.col, self.row]),
+            self.val.to(out.dtype),
+            (self.num_latents, self.n),
             check_invariants=False,
         )
         return out.addmm_(zt, x.to(out.dtype))
@@ -91,9 +93,7 @@ def _from_dense(z: torch.Tensor, start: int, stop: int, p: int) -> CodeChunk:
     return CodeChunk(start, stop, row, col, z[row, col], p)
 
 
-def _from_rows(
-    crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, start: int, stop: int, p: int
-) -> CodeChunk:
+def _from_rows(crow: torch.Tensor, col: torch.Tensor, val: torch.Tensor, start: int, stop: int, p: int) -> CodeChunk:
     """Rows start:stop of CSR arrays (crow (N+1,), col, val), explicit zeros dropped."""
     a, b = int(crow[start]), int(crow[stop])
     counts = crow[start + 1 : stop + 1] - crow[start:stop]
@@ -228,8 +228,12 @@ def code_chunks(
         piece = source.chunk(start, min(start + step, n_rows))
         if dtype is not None or device is not None:
             piece = CodeChunk(
-                piece.start, piece.stop, piece.row.to(device), piece.col.to(device),
-                piece.val.to(dtype=dtype, device=device), piece.num_latents,
+                piece.start,
+                piece.stop,
+                piece.row.to(device),
+                piece.col.to(device),
+                piece.val.to(dtype=dtype, device=device),
+                piece.num_latents,
             )
         yield piece
 

@@ -101,7 +101,13 @@ def diagnose(
         out["splitting"] = {**split.summary(), "split": split.split.tolist(), "counts": split.counts.tolist()}
         if true_codes is not None and parent is not None:
             result = absorption(
-                dictionary, true_dictionary, parent, codes, true_codes, y=y, offset=offset,
+                dictionary,
+                true_dictionary,
+                parent,
+                codes,
+                true_codes,
+                y=y,
+                offset=offset,
                 absorbing_cosine=ABSORBING_COSINE,
             )
             out["absorption"] = {
@@ -109,8 +115,12 @@ def diagnose(
                 "per_parent": [
                     {"parent": p_, "main_latent": m_, "main_cosine": c_, "rate": r_, "samples": s_}
                     for p_, m_, c_, r_, s_ in zip(
-                        result.parents.tolist(), result.main_latents.tolist(), result.main_cosines.tolist(),
-                        result.parent_rate.tolist(), result.parent_samples.tolist(), strict=True,
+                        result.parents.tolist(),
+                        result.main_latents.tolist(),
+                        result.main_cosines.tolist(),
+                        result.parent_rate.tolist(),
+                        result.parent_samples.tolist(),
+                        strict=True,
                     )
                 ],
             }

@@ -181,8 +181,9 @@ def stationarity(
     mass = torch.zeros(p, dtype=torch.float64, device=d.device)
     spread = torch.zeros(p, dtype=torch.float64, device=d.device)  # Σ_n |z_nj| ‖r_n‖
     count = torch.zeros(p, dtype=torch.int64, device=d.device)
-    chunks = code_chunks(codes, n, num_latents=p, y=y_t, rows_per_chunk=rows_per_chunk, width=m, dtype=work,
-                         device=d.device)
+    chunks = code_chunks(
+        codes, n, num_latents=p, y=y_t, rows_per_chunk=rows_per_chunk, width=m, dtype=work, device=d.device
+    )
     for chunk in chunks:
         r = _residual(y_t, chunk, d, off)
         chunk.add_transposed_product_(pull, r)
@@ -265,9 +266,9 @@ def _active_gradients(r: torch.Tensor, chunk: CodeChunk, d: torch.Tensor) -> tor
     kmax = int(counts.max())
     if kmax * n > 2 * nnz:
         step = max(1, _GATHER_ENTRIES // m)
-        return torch.cat([
-            (r[chunk.row[i : i + step]] * d[chunk.col[i : i + step]]).sum(dim=1) for i in range(0, nnz, step)
-        ])
+        return torch.cat(
+            [(r[chunk.row[i : i + step]] * d[chunk.col[i : i + step]]).sum(dim=1) for i in range(0, nnz, step)]
+        )
     position = torch.arange(nnz, device=r.device) - (torch.cumsum(counts, 0) - counts)[chunk.row]
     support = torch.zeros(n, kmax, dtype=torch.int64, device=r.device)
     support[chunk.row, position] = chunk.col
@@ -413,7 +414,15 @@ def estimate_lam(
     m = y_t.shape[1]
     chunks = (
         chunk if scale is None else chunk.scaled(scale)
-        for chunk in code_chunks(codes, y_t.shape[0], num_latents=d.shape[0], y=y_t, rows_per_chunk=rows_per_chunk,
-                                 width=m, dtype=work, device=d.device)
+        for chunk in code_chunks(
+            codes,
+            y_t.shape[0],
+            num_latents=d.shape[0],
+            y=y_t,
+            rows_per_chunk=rows_per_chunk,
+            width=m,
+            dtype=work,
+            device=d.device,
+        )
     )
     return _median_active_gradient(y_t, chunks, d, off, nonneg)

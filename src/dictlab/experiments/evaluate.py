@@ -55,10 +55,24 @@ class Scoring:
     def __post_init__(self) -> None:
         self.generator = torch.Generator().manual_seed(self.seed)
 
+    @property
+    def true_dictionary(self) -> torch.Tensor:
+        """(p, ·) what the model's dictionary should learn: the data's ``dictionary``, or its
+        ``target_dictionary`` for a model that decodes targets (a transcoder)."""
+        if self.model.predicts_target:
+            if self.data.target_dictionary is None:
+                raise ValueError(f"the model predicts targets and this {self.data.generator} data has none")
+            return self.data.target_dictionary
+        return self.data.dictionary
+
+    def reconstructed(self, split: Split) -> torch.Tensor:
+        """(N, ·) what the model's ``decode`` should give on ``split``: its targets, or its observations."""
+        return split.target if self.model.predicts_target and split.target is not None else split.y
+
     @cached_property
     def match(self) -> metrics.DictionaryMatch:
         """The learned dictionary Hungarian-matched to the truth by |cosine| (computed once)."""
-        return metrics.match_dictionaries(self.model.dictionary.detach().cpu(), self.data.dictionary.cpu())
+        return metrics.match_dictionaries(self.model.dictionary.detach().cpu(), self.true_dictionary.cpu())
 
     def evaluation(self) -> dict[str, tuple[Split, torch.Tensor]]:
         """(split, its codes on the CPU) for every evaluation split."""
@@ -183,7 +197,7 @@ def _support_details(s: Scoring) -> dict[str, float]:
 def _reconstruction(s: Scoring) -> dict[str, float]:
     out = {}
     for name, split in s.data.evaluation_splits().items():
-        out[f"r2_{name}"] = metrics.r2(split.y, s.model.decode(s.codes[name]).detach())
+        out[f"r2_{name}"] = metrics.r2(s.reconstructed(split), s.model.decode(s.codes[name]).detach())
         out[f"l0_{name}"] = metrics.l0(s.codes[name].detach().cpu())
     return out
 
@@ -223,7 +237,8 @@ def _stationarity(s: Scoring) -> dict[str, float]:
     model = s.model
     offset = None if model.offset is None else model.offset.detach().cpu()
     codes = s.codes[TRAIN].detach().cpu()
-    result = diagnostics.stationarity(s.data.train.y.cpu(), codes, model.dictionary.detach().cpu(), offset=offset)
+    observed = s.reconstructed(s.data.train).cpu()
+    result = diagnostics.stationarity(observed, codes, model.dictionary.detach().cpu(), offset=offset)
     coherence = diagnostics.quantile_summary(result.pull_coherence[~result.dead])
     return {
         "stationarity_median": result.quantiles["median"],

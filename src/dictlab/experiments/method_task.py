@@ -15,7 +15,7 @@ from dictlab.experiments.evaluate import encode_splits, score_codes
 from dictlab.experiments.runs import Record, RunSpec
 from dictlab.experiments.tasks import TaskContext, register_task
 from dictlab.methods import METHODS, Problem, build_method
-from dictlab.models import DictionaryModel, FitCache, FitContext
+from dictlab.models import Anchors, DictionaryModel, FitCache, FitContext
 
 
 @dataclass
@@ -56,14 +56,47 @@ def fit_method(
         raise ValueError(
             f"method {name} is supervised and needs true training codes; this {data.generator} data has none"
         )
+    target = data.train.target
+    if model.predicts_target and target is None:
+        raise ValueError(
+            f"method {name} predicts targets and this {data.generator} data has none "
+            "(generator lrb with target_dim set has them)"
+        )
     context = FitContext(
         seed=seed,
-        ground_truth=data.dictionary if track_dynamics else None,
+        ground_truth=(data.target_dictionary if model.predicts_target else data.dictionary) if track_dynamics else None,
         codes=truth.to_dense() if METHODS[name].supervised and truth is not None else None,
+        target=target if model.predicts_target else None,
+        anchors=fit_anchors(name, model, data, seed),
         progress=progress,
         cache=cache,
     )
     return context.fit(model, data.train.y)
+
+
+def fit_anchors(name: str, model: DictionaryModel, data: GroundTruthDataset, seed: int) -> Anchors | None:
+    """The anchors of ``model.anchor_request()`` for a fit on ``data``: k true features drawn from the fit's
+    own seeded stream ("ground_truth"), or the normalised class means of the training split ("class_means")."""
+    request = model.anchor_request()
+    if request is None:
+        return None
+    from dictlab.sae.anchoring import class_mean_anchors, ground_truth_anchors
+
+    k, source = request
+    has_encoder = model.encoder_directions is not None
+    if source == "ground_truth":
+        generator = FitContext(seed=seed).generator("anchors")
+        target = data.target_dictionary if model.predicts_target else None
+        anchors, _ = ground_truth_anchors(data.dictionary, k, generator, target_dictionary=target, encoder=has_encoder)
+        return anchors
+    labels = data.train.labels
+    if labels is None:
+        raise ValueError(f"method {name}: anchor_source=class_means needs labels; this {data.generator} data has none")
+    target = data.train.target if model.predicts_target else None
+    anchors = class_mean_anchors(data.train.y, labels, target=target, encoder=has_encoder)
+    if anchors.k != k:
+        raise ValueError(f"method {name}: anchor_features={k} but the training labels have {anchors.k} classes")
+    return anchors
 
 
 def run_method(

@@ -288,8 +288,19 @@ class ResultStore:
         )
         return [
             StoredRun(
-                r[0], r[1], r[2], r[3], r[4], r[5], json.loads(r[6]),
-                json.loads(r[7]) if r[7] else {}, json.loads(r[8]) if r[8] else {}, r[9], r[10], r[11], r[12],
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                r[5],
+                json.loads(r[6]),
+                json.loads(r[7]) if r[7] else {},
+                json.loads(r[8]) if r[8] else {},
+                r[9],
+                r[10],
+                r[11],
+                r[12],
             )
             for r in self._db.execute(sql, args)
         ]
@@ -317,7 +328,16 @@ class ResultStore:
         )
         rows = []
         for (
-            run_id, experiment_, task_, method_, seed, label_, step, spec_json, timings_json, metrics_json
+            run_id,
+            experiment_,
+            task_,
+            method_,
+            seed,
+            label_,
+            step,
+            spec_json,
+            timings_json,
+            metrics_json,
         ) in self._db.execute(sql, args):
             spec = json.loads(spec_json)
             row: dict[str, Any] = dict(
@@ -386,8 +406,10 @@ def write_parquet(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
         import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
-        raise ValueError("Parquet export needs pyarrow: pip install pyarrow  (or: pip install 'dictlab[parquet]'); "
-                         "CSV export (.csv) needs nothing extra") from None
+        raise ValueError(
+            "Parquet export needs pyarrow: pip install pyarrow  (or: pip install 'dictlab[parquet]'); "
+            "CSV export (.csv) needs nothing extra"
+        ) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     columns = {}

@@ -141,8 +141,15 @@ class ClassicalLearner(DictionaryModel):
         start[: picks.numel()][usable] = atoms[usable]
         return start
 
-    def log(self, step: int, x: torch.Tensor, codes: torch.Tensor, dictionary: torch.Tensor,
-            context: FitContext, **values: float) -> None:
+    def log(
+        self,
+        step: int,
+        x: torch.Tensor,
+        codes: torch.Tensor,
+        dictionary: torch.Tensor,
+        context: FitContext,
+        **values: float,
+    ) -> None:
         """One history entry: ``values``, the codes' mse_loss and mean l0, atoms no code used (dead), and with a
         ground-truth dictionary in ``context`` the matched dictionary quality."""
         entry: dict[str, float] = {
@@ -213,7 +220,11 @@ class RoundsLearner(ClassicalLearner):
         self.rounds_run = 0
 
     def alternate(
-        self, x: torch.Tensor, dictionary: torch.Tensor, one_round: Round, generator: torch.Generator,
+        self,
+        x: torch.Tensor,
+        dictionary: torch.Tensor,
+        one_round: Round,
+        generator: torch.Generator,
         context: FitContext,
     ) -> torch.Tensor:
         """Run ``one_round`` until the cap or the stop; after each, atom upkeep when due (every ``upkeep_every``

@@ -115,8 +115,10 @@ class DLFistaConfig(Config):
         0.6, gt=0, le=1, description="Fraction of the atoms learned first, from a random start (1: all at once) ..."
     )
     grow_after: int = Field(
-        100, ge=0, description="... for this many rounds (at most half the cap); then λ drops to lam and the "
-        "other atoms are added, seeded from residuals, ..."
+        100,
+        ge=0,
+        description="... for this many rounds (at most half the cap); then λ drops to lam and the "
+        "other atoms are added, seeded from residuals, ...",
     )
     growth_stages: int = Field(
         4, ge=1, description="... in this many equal steps spread evenly over the remaining rounds."
@@ -138,9 +140,20 @@ class DLFistaConfig(Config):
         ε = 1e-6, stop on relative change < 1e-5 once the round index exceeds 10, no atom upkeep, no
         momentum, all atoms from the start."""
         settings: dict[str, Any] = {
-            "lam": 0.1, "lam_start": None, "max_rounds": 1000, "fista_iter": 100, "first_fista_iter": 100,
-            "ridge": 1e-6, "tol": 1e-5, "min_rounds": 11, "rescale_codes": False, "upkeep_every": 0,
-            "momentum": 0.0, "initial_fraction": 1.0, "encode_iter": 100, "encode_tol": None,
+            "lam": 0.1,
+            "lam_start": None,
+            "max_rounds": 1000,
+            "fista_iter": 100,
+            "first_fista_iter": 100,
+            "ridge": 1e-6,
+            "tol": 1e-5,
+            "min_rounds": 11,
+            "rescale_codes": False,
+            "upkeep_every": 0,
+            "momentum": 0.0,
+            "initial_fraction": 1.0,
+            "encode_iter": 100,
+            "encode_tol": None,
         }
         return cls(**{**settings, **overrides})
 
@@ -207,7 +220,6 @@ def alternating_round(
     fitted = least_squares_dictionary(z, y, ridge)
     unit, norms = normalize_atoms(fitted)
     return Round(z, fitted, unit, norms)
-
 
 
 def extrapolate(new: torch.Tensor, previous: torch.Tensor, momentum: float, *, fresh: torch.Tensor) -> torch.Tensor:
@@ -339,7 +351,10 @@ class DLFista(DictionaryModel):
             d = extrapolate(new, previous, cfg.momentum, fresh=replaced)
             previous = new
             done = (
-                r >= cfg.min_rounds and change < cfg.tol and lam == cfg.lam and replaced.numel() == 0
+                r >= cfg.min_rounds
+                and change < cfg.tol
+                and lam == cfg.lam
+                and replaced.numel() == 0
                 and d.shape[0] == width
             )
             last = done or r == cfg.max_rounds - 1

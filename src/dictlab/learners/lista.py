@@ -84,8 +84,16 @@ class ListaConfig(Config):
         """The study's LISTA (STUDY-SPEC §2.5): untied, 16 layers, Adam lr 1e-3, 200 epochs, batch 64, λ=0.1,
         signed soft threshold initialised at 0.01."""
         settings: dict[str, Any] = {
-            "n_layers": 16, "lam": 0.1, "lr": 1e-3, "threshold_lr": 1e-3, "epochs": 200, "batch_size": 64,
-            "nonneg": False, "weights": "untied", "objective": "study", "threshold_init": 0.01,
+            "n_layers": 16,
+            "lam": 0.1,
+            "lr": 1e-3,
+            "threshold_lr": 1e-3,
+            "epochs": 200,
+            "batch_size": 64,
+            "nonneg": False,
+            "weights": "untied",
+            "objective": "study",
+            "threshold_init": 0.01,
         }
         return cls(**{**settings, **overrides})
 

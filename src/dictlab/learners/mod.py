@@ -32,8 +32,10 @@ class MODConfig(RoundsConfig):
     """Hyperparameters of MOD: the codes step (``CodesStep``) and the rounds."""
 
     fista_iter: int = Field(
-        10, ge=1, description="FISTA iterations per round, warm-started from the last codes (the first round runs "
-        "encode_iter from zero)."
+        10,
+        ge=1,
+        description="FISTA iterations per round, warm-started from the last codes (the first round runs "
+        "encode_iter from zero).",
     )
     ridge: float = Field(1e-6, ge=0, description="ε in the dictionary update (ZᵀZ + εI)⁻¹ZᵀY.")
 

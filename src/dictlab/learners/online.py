@@ -66,6 +66,7 @@ class OnlineDLConfig(CodesStep):
         if isinstance(value, float) and not 0 < value <= 1:
             raise ValueError(f"forget_factor must be in (0, 1] (1: never forget), 'auto' or 'mairal'; got {value}")
         return value
+
     replace_unused: bool = Field(True, description="Replace atoms no code used, after each epoch.")
     log_every: int = Field(1, ge=1, description="Epochs between history entries (one is always added at the end).")
 
@@ -81,9 +82,7 @@ def forgetting(step: int, batch_size: int, factor: float | str, batches_per_epoc
     return (theta + 1 - batch_size) / (theta + 1)
 
 
-def update_dictionary(
-    dictionary: torch.Tensor, a: torch.Tensor, b: torch.Tensor, passes: int = 1
-) -> torch.Tensor:
+def update_dictionary(dictionary: torch.Tensor, a: torch.Tensor, b: torch.Tensor, passes: int = 1) -> torch.Tensor:
     """Block-coordinate descent on ½ tr(Dᵀ A D) − tr(Dᵀ B) over atoms in the unit ball (Mairal et al., Alg. 2).
 
     dictionary (p, m), A (p, p) symmetric PSD, B (p, m). Each atom step is the exact minimiser in that atom:

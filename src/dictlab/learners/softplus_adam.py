@@ -92,8 +92,16 @@ class SoftplusAdamConfig(Config):
         scheduler, pre-activations N(0,1) − 10, up to 50,000 steps, early stop after 5,000 steps without an
         improvement > 1e-6 once past step 10,000."""
         settings: dict[str, Any] = {
-            "lam": 0.1, "objective": "study", "n_steps": 50_000, "lr": 1e-3, "dictionary_lr": None,
-            "adaptive_lr": True, "init_shift": -10.0, "patience": 5000, "min_steps": 10_000, "min_delta": 1e-6,
+            "lam": 0.1,
+            "objective": "study",
+            "n_steps": 50_000,
+            "lr": 1e-3,
+            "dictionary_lr": None,
+            "adaptive_lr": True,
+            "init_shift": -10.0,
+            "patience": 5000,
+            "min_steps": 10_000,
+            "min_delta": 1e-6,
         }
         return cls(**{**settings, **overrides})
 
@@ -105,8 +113,16 @@ class SoftplusAdamConfig(Config):
 class AdaptiveLR:
     """The study's learning-rate rule, stepped on the loss after every optimiser step (see module docstring)."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, *, grow: float = 1.1, shrink: float = 0.5, patience: int = 2,
-                 low: float = 1e-6, high: float = 1.0) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        *,
+        grow: float = 1.1,
+        shrink: float = 0.5,
+        patience: int = 2,
+        low: float = 1e-6,
+        high: float = 1.0,
+    ) -> None:
         self.optimizer, self.grow, self.shrink, self.patience = optimizer, grow, shrink, patience
         self.low, self.high = low, high
         self.best = float("inf")
@@ -209,8 +225,9 @@ class SoftplusAdam(DictionaryModel):
         self._coder = SparseCodingModel(unit, solver)
         return self
 
-    def _log(self, loss: float, optimizer: torch.optim.Optimizer, dictionary: torch.Tensor,
-             context: FitContext) -> dict[str, float]:
+    def _log(
+        self, loss: float, optimizer: torch.optim.Optimizer, dictionary: torch.Tensor, context: FitContext
+    ) -> dict[str, float]:
         entry: dict[str, float] = {"loss": loss, "lr": optimizer.param_groups[0]["lr"]}
         if context.ground_truth is not None:
             from dictlab.metrics import match_dictionaries  # lazy: metrics are not needed to fit
@@ -225,8 +242,11 @@ class SoftplusAdam(DictionaryModel):
 
     # --- persistence ------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return {"softplus_adam": self.settings.model_dump(), "solver": self._fitted().solver.to_config(),
-                "steps_run": self.steps_run}
+        return {
+            "softplus_adam": self.settings.model_dump(),
+            "solver": self._fitted().solver.to_config(),
+            "steps_run": self.steps_run,
+        }
 
     def tensors(self) -> dict[str, torch.Tensor]:
         return {"dictionary": self._fitted().dictionary}

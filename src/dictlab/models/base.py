@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -30,12 +31,43 @@ from dictlab.validation import check_matrix
 MODEL_KINDS: Registry[type[DictionaryModel]] = Registry("model kind", plugins="dictlab.models")
 
 
+@dataclass(frozen=True)
+class Anchors:
+    """Known feature directions that feature anchoring (seed 004, Eqs. 24–25) pins the first k latents to.
+
+    encoder : (k, m) directions for the first k encoder rows (``W_E[1:k, :]``; dictlab's ``W_enc[:, :k].T``),
+        or None to leave the encoder free (an MP-SAE has none).
+    decoder : (k, r) directions for the first k decoder rows (``W_D[:, 1:k]``; dictlab's ``W_dec[:k]``), r the
+        width the model decodes to, or None.
+    """
+
+    encoder: torch.Tensor | None
+    decoder: torch.Tensor | None
+
+    def __post_init__(self) -> None:
+        parts = [t for t in (self.encoder, self.decoder) if t is not None]
+        if not parts:
+            raise ValueError("anchors need encoder or decoder directions (or both)")
+        for name, t in (("encoder", self.encoder), ("decoder", self.decoder)):
+            if t is not None and t.ndim != 2:
+                raise ValueError(f"anchors.{name} must be (k, width), got shape {tuple(t.shape)}")
+        if len({t.shape[0] for t in parts}) != 1:
+            rows = [t.shape[0] for t in parts]
+            raise ValueError(f"anchors.encoder and anchors.decoder must have the same k rows, got {rows}")
+
+    @property
+    def k(self) -> int:
+        return next(t for t in (self.encoder, self.decoder) if t is not None).shape[0]
+
+
 class FitContext:
     """What a learner may use besides the training observations.
 
     seed : every random choice of the fit draws from generators seeded with it.
     ground_truth : (p, m) true dictionary, only to log dictionary quality along training — never to fit.
     codes : (N, p) true training codes, only for supervised baselines (the linear probe).
+    target : (N, r) training targets, for models that predict a target from the observations (transcoders).
+    anchors : known directions for feature anchoring (``Anchors``), for models trained with it.
     progress : show a progress bar.
     cache : fits shared with other methods run on the same training data (see ``FitCache``); None: none.
     """
@@ -46,12 +78,16 @@ class FitContext:
         seed: int = 0,
         ground_truth: torch.Tensor | None = None,
         codes: torch.Tensor | None = None,
+        target: torch.Tensor | None = None,
+        anchors: Anchors | None = None,
         progress: bool = False,
         cache: FitCache | None = None,
     ) -> None:
         self.seed = seed
         self.ground_truth = ground_truth
         self.codes = codes
+        self.target = target
+        self.anchors = anchors
         self.progress = progress
         self.cache = cache
 
@@ -123,6 +159,20 @@ class DictionaryModel(ABC):
 
     kind: ClassVar[str]
     history: TrainingHistory = TrainingHistory(unit="none", records=[])  # learners assign their own in fit
+    # True for a model whose decode gives a target other than the observations (a transcoder: fit with
+    # ``FitContext.target``; its dictionary (p, r) is scored against the data's ``target_dictionary``).
+    predicts_target: ClassVar[bool] = False
+
+    @property
+    def encoder_directions(self) -> torch.Tensor | None:
+        """(p, m) the direction each latent reads from the observations (an SAE's ``W_enc.T``); None for models
+        whose codes come from the dictionary itself (sparse coding, MP)."""
+        return None
+
+    def anchor_request(self) -> tuple[int, str] | None:
+        """(k, source) when this model's fit uses feature anchoring: k anchors from ``source``
+        ("ground_truth": k true features; "class_means": Eq. 23 on labelled data); None: no anchoring."""
+        return None
 
     @property
     @abstractmethod

@@ -113,4 +113,3 @@ def _format_order() -> list[str]:
     """dictlab's own format first, then the others by name (a folder holding both is dictlab's)."""
     names = MODEL_FORMATS.names()
     return ["dictlab", *(n for n in names if n != "dictlab")]
-

@@ -108,8 +108,9 @@ def _load(source: Any, experiment: str | None) -> tuple[list[Row], list[StoredRu
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise ValueError(f"no results store at {path}; give the .sqlite file a sweep wrote "
-                             "(default dictlab-runs/results.sqlite)")
+            raise ValueError(
+                f"no results store at {path}; give the .sqlite file a sweep wrote (default dictlab-runs/results.sqlite)"
+            )
         with ResultStore(path) as store:
             return store.records(experiment=experiment), store.runs(experiment=experiment), str(path)
     if isinstance(source, Sequence) and all(isinstance(r, dict) for r in source):
@@ -195,18 +196,21 @@ def build_report(
                 files.append(f"{FIGURES_DIR}/{spec.key}.{fmt}")
             mime = "image/png" if embed == "png" else "image/svg+xml"
             wide = fig.get_size_inches()[0] * PNG_DPI > WIDE_PX
-            embedded.append(EmbeddedFigure(spec.key, spec.title, spec.caption, spec.alt, mime, rendered[embed],
-                                           tuple(files), wide))
+            embedded.append(
+                EmbeddedFigure(spec.key, spec.title, spec.caption, spec.alt, mime, rendered[embed], tuple(files), wide)
+            )
         n_runs = len({r.get("run_id") for r in group})
-        sections.append(Section(
-            key=slug(f"{exp}-{task}"),
-            title=f"{exp} — {content.layout.title or task}" + (f" ({task})" if content.layout.title else ""),
-            description=_description(exp, task),
-            settings=_settings_text(content.settings),
-            figures=tuple(embedded),
-            tables=content.tables,
-            notes=(f"{n_runs} runs with records, {len(group)} records.",),
-        ))
+        sections.append(
+            Section(
+                key=slug(f"{exp}-{task}"),
+                title=f"{exp} — {content.layout.title or task}" + (f" ({task})" if content.layout.title else ""),
+                description=_description(exp, task),
+                settings=_settings_text(content.settings),
+                figures=tuple(embedded),
+                tables=content.tables,
+                notes=(f"{n_runs} runs with records, {len(group)} records.",),
+            )
+        )
 
     front: list[Table] = [run_count_table(runs, rows, "runs")]
     failed = failed_runs_table(runs, "runs-not-done") if runs else None

@@ -53,8 +53,22 @@ KNOWN_COLORS = {
     "cold_dl_rounds": "#1f77b4",
     "to_tolerance": "#2ca02c",
 }
-_SPARE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#bcbd22", "#17becf",
-          "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173"]
+_SPARE = [
+    "#1f77b4",
+    "#ff7f0e",
+    "#2ca02c",
+    "#d62728",
+    "#9467bd",
+    "#8c564b",
+    "#e377c2",
+    "#bcbd22",
+    "#17becf",
+    "#393b79",
+    "#637939",
+    "#8c6d31",
+    "#843c39",
+    "#7b4173",
+]
 _MARKERS = "osD^vP*Xph<>"
 
 
@@ -132,12 +146,21 @@ def _draw_lines(ax: Axes, panel: Panel, spec: FigureSpec, colors: dict[str, str]
         means = [s.mean for s in line.y]
         stds = [s.std for s in line.y]
         if line.x:
-            style: dict[str, Any] = {"ls": ":", "lw": 1.4, "marker": None} if line.kind == "chance" else {
-                "ls": "-", "lw": 1.6, "marker": _MARKERS[n % len(_MARKERS)] if len(line.x) <= 20 else None}
+            style: dict[str, Any] = (
+                {"ls": ":", "lw": 1.4, "marker": None}
+                if line.kind == "chance"
+                else {"ls": "-", "lw": 1.6, "marker": _MARKERS[n % len(_MARKERS)] if len(line.x) <= 20 else None}
+            )
             (artist,) = ax.plot(line.x, means, color=color, ms=3.5, label=line.name, **style)
             if any(s > 0 for s in stds):
-                ax.fill_between(line.x, [m - s for m, s in zip(means, stds, strict=True)],
-                                [m + s for m, s in zip(means, stds, strict=True)], color=color, alpha=0.15, lw=0)
+                ax.fill_between(
+                    line.x,
+                    [m - s for m, s in zip(means, stds, strict=True)],
+                    [m + s for m, s in zip(means, stds, strict=True)],
+                    color=color,
+                    alpha=0.15,
+                    lw=0,
+                )
         else:
             artist = _draw_level(ax, line, color)
         handles.setdefault(line.name, artist)
@@ -172,10 +195,21 @@ def _draw_bars(ax: Axes, panel: Panel, colors: dict[str, str], handles: dict[str
         positions = [g + (i - (n - 1) / 2) * width for g in range(len(panel.groups))]
         means = [math.nan if s is None else s.mean for s in bars.values]
         errs = [0.0 if s is None else s.std for s in bars.values]
-        fill = ([colors.get(bars.color_key or g, CHANCE_COLOR) for g in panel.groups] if bars.color_key is None
-                else colors.get(bars.color_key, CHANCE_COLOR))
-        container = ax.bar(positions, means, width * 0.92, yerr=errs if any(errs) else None, color=fill,
-                           capsize=2, error_kw={"lw": 0.8, "ecolor": "#333333"}, label=bars.name)
+        fill = (
+            [colors.get(bars.color_key or g, CHANCE_COLOR) for g in panel.groups]
+            if bars.color_key is None
+            else colors.get(bars.color_key, CHANCE_COLOR)
+        )
+        container = ax.bar(
+            positions,
+            means,
+            width * 0.92,
+            yerr=errs if any(errs) else None,
+            color=fill,
+            capsize=2,
+            error_kw={"lw": 0.8, "ecolor": "#333333"},
+            label=bars.name,
+        )
         if bars.color_key is not None:
             handles.setdefault(bars.name, container)
     for line in panel.lines:

@@ -97,16 +97,20 @@ def render_figure(figure: EmbeddedFigure, number: int) -> str:
     if figure.mime == "image/png":
         width, height = png_size(figure.data)
         encoded = base64.b64encode(figure.data).decode("ascii")
-        body = (f'<img src="data:image/png;base64,{encoded}" alt="{_e(figure.alt)}" width="{width}" '
-                f'height="{height}" loading="eager" decoding="sync">')
+        body = (
+            f'<img src="data:image/png;base64,{encoded}" alt="{_e(figure.alt)}" width="{width}" '
+            f'height="{height}" loading="eager" decoding="sync">'
+        )
     elif figure.mime == "image/svg+xml":
         body = _inline_svg(figure.data, figure.alt)
     else:
         raise ValueError(f"cannot embed {figure.mime!r}; allowed: image/png, image/svg+xml")
     files = f' <span class="files">Files: {_e(", ".join(figure.files))}.</span>' if figure.files else ""
     cls = ' class="wide"' if figure.wide else ""
-    return (f'<figure id="{_e(figure.key)}"{cls} data-figure="{_e(figure.key)}">{body}'
-            f"<figcaption><strong>Figure {number}.</strong> {_e(figure.caption)}{files}</figcaption></figure>")
+    return (
+        f'<figure id="{_e(figure.key)}"{cls} data-figure="{_e(figure.key)}">{body}'
+        f"<figcaption><strong>Figure {number}.</strong> {_e(figure.caption)}{files}</figcaption></figure>"
+    )
 
 
 def render_table(table: Table) -> str:
@@ -121,13 +125,16 @@ def render_table(table: Table) -> str:
             cells.append(f"<td{cls}>{_e(format_cell(cell))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     note = f'<p class="note">{_e(table.note)}</p>' if table.note else ""
-    return (f'<div class="table-wrap"><table id="{_e(table.key)}" data-table="{_e(table.key)}">'
-            f"<caption>{_e(table.title)}</caption><thead><tr>{head}</tr></thead>"
-            f"<tbody>{''.join(body)}</tbody></table>{note}</div>")
+    return (
+        f'<div class="table-wrap"><table id="{_e(table.key)}" data-table="{_e(table.key)}">'
+        f"<caption>{_e(table.title)}</caption><thead><tr>{head}</tr></thead>"
+        f"<tbody>{''.join(body)}</tbody></table>{note}</div>"
+    )
 
 
-def render_page(title: str, subtitle: str, meta: Sequence[tuple[str, str]], front: Sequence[Table],
-                sections: Sequence[Section]) -> str:
+def render_page(
+    title: str, subtitle: str, meta: Sequence[tuple[str, str]], front: Sequence[Table], sections: Sequence[Section]
+) -> str:
     """The whole page: header with ``meta`` (label, value) pairs, contents, ``front`` tables (run counts),
     then every section with its figures (numbered through the page) and tables."""
     meta_html = "".join(f"<dt>{_e(k)}</dt><dd>{_e(v)}</dd>" for k, v in meta)

@@ -54,9 +54,21 @@ _register(
         title="Sweep",
         # absorption exists on data with a hierarchy only; the stationarity residual (seed 003) on every run
         metrics=(*HEADLINE, "absorption_ood", "absorption_id", "stationarity_median"),
-        table_metrics=("mcc_id", "mcc_ood", "mcc_chance_ood", "acc_id", "acc_ood", "auc_id", "auc_ood",
-                       "dict_mean_cosine", "absorption_ood", "split_features", "stationarity_median",
-                       "pull_coherence_median", "total_s"),
+        table_metrics=(
+            "mcc_id",
+            "mcc_ood",
+            "mcc_chance_ood",
+            "acc_id",
+            "acc_ood",
+            "auc_id",
+            "auc_ood",
+            "dict_mean_cosine",
+            "absorption_ood",
+            "split_features",
+            "stationarity_median",
+            "pull_coherence_median",
+            "total_s",
+        ),
     ),
 )
 _register(
@@ -72,8 +84,15 @@ _register(
     TaskLayout(
         title="Support recovery",
         metrics=("support_f1_id", "support_f1_ood", "support_precision_ood", "support_recall_ood", "mcc_id", "mcc_ood"),
-        table_metrics=("support_f1_id", "support_f1_ood", "support_precision_ood", "support_recall_ood", "mcc_id",
-                       "mcc_ood", "acc_ood"),
+        table_metrics=(
+            "support_f1_id",
+            "support_f1_ood",
+            "support_precision_ood",
+            "support_recall_ood",
+            "mcc_id",
+            "mcc_ood",
+            "acc_ood",
+        ),
     ),
 )
 _register(
@@ -91,9 +110,18 @@ _register(
     TaskLayout(
         title="Warm-start encoder",
         metrics=("mcc_ood", "mcc_id", "objective_ood", "iters_saved_id", "iters_saved_ood"),
-        table_metrics=("mcc_id", "mcc_ood", "objective_ood", "iters_cold_ood", "iters_warm_ood", "iters_saved_ood",
-                       "max_abs_dz_ood", "objective_rel_gap_ood", "budget_to_objective_cold_ood",
-                       "budget_to_objective_warm_ood"),
+        table_metrics=(
+            "mcc_id",
+            "mcc_ood",
+            "objective_ood",
+            "iters_cold_ood",
+            "iters_warm_ood",
+            "iters_saved_ood",
+            "max_abs_dz_ood",
+            "objective_rel_gap_ood",
+            "budget_to_objective_cold_ood",
+            "budget_to_objective_warm_ood",
+        ),
         step_name="FISTA iterations",
         step_title="vs FISTA iterations",
     ),
@@ -156,8 +184,16 @@ _NAMES = {
 _SPLITS = {"id": "ID", "ood": "OOD"}
 
 # Metrics bounded in [0, 1]: their axes span [0, 1] so figures compare at a glance.
-UNIT_INTERVAL_PREFIXES = ("mcc_", "acc_", "auc_", "support_", "dict_mean_cosine", "dict_frac_close", "mean_cosine",
-                          "frac_close")
+UNIT_INTERVAL_PREFIXES = (
+    "mcc_",
+    "acc_",
+    "auc_",
+    "support_",
+    "dict_mean_cosine",
+    "dict_frac_close",
+    "mean_cosine",
+    "frac_close",
+)
 
 
 def metric_title(metric: str) -> str:

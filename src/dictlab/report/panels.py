@@ -142,8 +142,10 @@ def _alt_lines(spec: FigureSpec) -> str:
         described = []
         for line in panel.lines[:10]:
             if line.kind == "line" and line.y:
-                described.append(f"{line.name} {line.y[0].mean:.3g} at {format_value(line.x[0])} to "
-                                 f"{line.y[-1].mean:.3g} at {format_value(line.x[-1])}")
+                described.append(
+                    f"{line.name} {line.y[0].mean:.3g} at {format_value(line.x[0])} to "
+                    f"{line.y[-1].mean:.3g} at {format_value(line.x[-1])}"
+                )
             elif line.y:
                 described.append(
                     f"{line.name} {line.y[0].mean:.3g}"
@@ -152,8 +154,11 @@ def _alt_lines(spec: FigureSpec) -> str:
         prefix = f"{panel.title}: " if panel.title else ""
         parts.append(prefix + "; ".join(described))
     more = f" ({len(spec.panels) - 3} more panels)" if len(spec.panels) > 3 else ""
-    return (f"Line chart of {metric_title(spec.metric)} against {spec.xlabel}, {len(spec.panels)} panel(s). "
-            + " | ".join(parts) + more)
+    return (
+        f"Line chart of {metric_title(spec.metric)} against {spec.xlabel}, {len(spec.panels)} panel(s). "
+        + " | ".join(parts)
+        + more
+    )
 
 
 def _alt_bars(spec: FigureSpec) -> str:
@@ -161,7 +166,9 @@ def _alt_bars(spec: FigureSpec) -> str:
     for panel in spec.panels[:3]:
         described = [
             f"{group} {bars.name if bars.color_key is not None else ''} {s.mean:.3g}".replace("  ", " ")
-            for bars in panel.bars for group, s in zip(panel.groups, bars.values, strict=True) if s is not None
+            for bars in panel.bars
+            for group, s in zip(panel.groups, bars.values, strict=True)
+            if s is not None
         ][:16]
         described += [f"{line.name} {line.y[0].mean:.3g}" for line in panel.lines if line.y]
         parts.append((f"{panel.title}: " if panel.title else "") + "; ".join(described))
@@ -200,8 +207,15 @@ def sweep_figure(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) ->
         return None
     xs = [x for p in panels for line in p.lines for x in line.x]
     spec = FigureSpec(
-        key, metric, "lines", f"{metric_title(metric)} vs {short_name(axes.x)}", short_name(axes.x),
-        metric_title(metric), tuple(panels), axis_scale(xs), is_unit_interval(metric),
+        key,
+        metric,
+        "lines",
+        f"{metric_title(metric)} vs {short_name(axes.x)}",
+        short_name(axes.x),
+        metric_title(metric),
+        tuple(panels),
+        axis_scale(xs),
+        is_unit_interval(metric),
     )
     facets = f", one panel per {', '.join(short_name(f) for f in axes.facets)}" if axes.facets else ""
     return _finish(spec, f"against {short_name(axes.x)}, one line per method{facets}")
@@ -221,8 +235,10 @@ def curve_figure(
     if layout.curve_panels == "label":
         for label, label_rows in group_by([r for r in rows if r.get("step") is not None], lambda r: r["label"]).items():
             lines = []
-            for point, point_rows in sorted(group_by(label_rows, lambda r: grid_point(r, grid)).items(),
-                                            key=lambda item: [sort_key(v) for v in item[0]]):
+            for point, point_rows in sorted(
+                group_by(label_rows, lambda r: grid_point(r, grid)).items(),
+                key=lambda item: [sort_key(v) for v in item[0]],
+            ):
                 name = describe_point(grid, point) or label
                 line = _line(name, point_rows, "step", metric, "line", f"grid:{describe_point(grid, point)}")
                 if line is not None:
@@ -233,9 +249,14 @@ def curve_figure(
     else:
         for point, point_rows in points:
             by_label = group_by(point_rows, lambda r: r["label"])
-            curve_subjects: list[str | None] = [s for s in subjects if any(
-                split_label(label, subjects)[1] == s and any(r.get("step") is not None for r in lr)
-                for label, lr in by_label.items())]
+            curve_subjects: list[str | None] = [
+                s
+                for s in subjects
+                if any(
+                    split_label(label, subjects)[1] == s and any(r.get("step") is not None for r in lr)
+                    for label, lr in by_label.items()
+                )
+            ]
             for subject in curve_subjects or [None]:
                 lines = []
                 for label, label_rows in by_label.items():
@@ -244,8 +265,11 @@ def curve_figure(
                         continue
                     name = arm if owner is not None else label
                     steps = {r.get("step") for r in label_rows if r.get("step") is not None}
-                    line = (_line(name, label_rows, "step", metric, "line", name) if len(steps) >= 2
-                            else _level(name, label_rows, metric, "reference", name))
+                    line = (
+                        _line(name, label_rows, "step", metric, "line", name)
+                        if len(steps) >= 2
+                        else _level(name, label_rows, metric, "reference", name)
+                    )
                     if line is not None:
                         lines.append(line)
                 floor = _chance_level(point_rows, metric)
@@ -264,11 +288,22 @@ def curve_figure(
         return None
     xs = [x for p in panels for line in p.lines for x in line.x]
     spec = FigureSpec(
-        key, metric, "lines", f"{metric_title(metric)} {layout.step_title}", layout.step_name, metric_title(metric),
-        tuple(panels), axis_scale(xs), is_unit_interval(metric), columns,
+        key,
+        metric,
+        "lines",
+        f"{metric_title(metric)} {layout.step_title}",
+        layout.step_name,
+        metric_title(metric),
+        tuple(panels),
+        axis_scale(xs),
+        is_unit_interval(metric),
+        columns,
     )
-    extra = " Dashed: references with a single value (drawn across)." if any(
-        line.kind == "reference" for p in panels for line in p.lines) else ""
+    extra = (
+        " Dashed: references with a single value (drawn across)."
+        if any(line.kind == "reference" for p in panels for line in p.lines)
+        else ""
+    )
     return _finish(spec, what, extra)
 
 
@@ -280,8 +315,9 @@ def bar_figure(
     if not rows:
         return None
     panels = []
-    for point, point_rows in sorted(group_by(rows, lambda r: grid_point(r, grid)).items(),
-                                    key=lambda item: [sort_key(v) for v in item[0]]):
+    for point, point_rows in sorted(
+        group_by(rows, lambda r: grid_point(r, grid)).items(), key=lambda item: [sort_key(v) for v in item[0]]
+    ):
         by_label = group_by(point_rows, lambda r: r["label"])
         parts = {label: split_label(label, subjects) for label in by_label}
         groups = [s for s in subjects if any(owner == s for _, owner in parts.values())]
@@ -306,12 +342,21 @@ def bar_figure(
             lines.append(floor)
         panels.append(Panel(describe_point(grid, point), tuple(lines), tuple(groups), tuple(bars)))
     spec = FigureSpec(
-        key, metric, "bars", metric_title(metric), "", metric_title(metric), tuple(panels),
+        key,
+        metric,
+        "bars",
+        metric_title(metric),
+        "",
+        metric_title(metric),
+        tuple(panels),
         unit_interval=is_unit_interval(metric),
     )
     has_subjects = any(b.color_key is not None for p in panels for b in p.bars)
-    what = ("one bar group per subject, one bar per arm" if has_subjects else "one bar per label")
+    what = "one bar group per subject, one bar per arm" if has_subjects else "one bar per label"
     what += ", one panel per grid point" if grid else ""
-    extra = " Dashed: references (e.g. fista_oracle), the same for every group." if any(
-        line.kind == "reference" for p in panels for line in p.lines) else ""
+    extra = (
+        " Dashed: references (e.g. fista_oracle), the same for every group."
+        if any(line.kind == "reference" for p in panels for line in p.lines)
+        else ""
+    )
     return _finish(spec, what, extra)

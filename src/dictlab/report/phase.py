@@ -87,8 +87,13 @@ def diagram_panel(diagram: PhaseDiagram) -> HeatPanel:
     values = tuple(tuple(float(success[i][j]) for j in order_d) for i in order_r)
     counts = tuple(tuple(diagram.trials for _ in order_d) for _ in order_r)
     title = f"{diagram.solver} ({diagram.trials} trials per cell)"
-    return HeatPanel(title, edges_from_centres([diagram.deltas[j] for j in order_d]),
-                     edges_from_centres([diagram.rhos[i] for i in order_r]), values, counts)
+    return HeatPanel(
+        title,
+        edges_from_centres([diagram.deltas[j] for j in order_d]),
+        edges_from_centres([diagram.rhos[i] for i in order_r]),
+        values,
+        counts,
+    )
 
 
 def diagram_figure(diagrams: Sequence[PhaseDiagram], key: str = "phase-diagram") -> PhaseFigure:
@@ -205,8 +210,13 @@ def store_phase_figures(
             "ℓ1 weak phase transition with the true dictionary — solid for non-negative codes (the generator's), "
             "dashed for signed codes; a reference, not a prediction for learned dictionaries."
         )
-        out.append(_with_alt(PhaseFigure(f"{key}-{suffix}-{metric}", metric, title, colour, tuple(panels),
-                                         ("nonneg", "signed"), caption)))
+        out.append(
+            _with_alt(
+                PhaseFigure(
+                    f"{key}-{suffix}-{metric}", metric, title, colour, tuple(panels), ("nonneg", "signed"), caption
+                )
+            )
+        )
     return out
 
 
@@ -219,8 +229,10 @@ def _with_alt(spec: PhaseFigure) -> PhaseFigure:
         else:
             parts.append(f"{panel.title}: no data")
     more = f" ({len(spec.panels) - 4} more panels)" if len(spec.panels) > 4 else ""
-    alt = (f"Heat map of {spec.colorbar_label} over δ = m/p (x) and ρ = k/m (y), {len(spec.panels)} panel(s), with "
-           "the theoretical ℓ1 phase-transition curve. " + " | ".join(parts) + more)
+    alt = (
+        f"Heat map of {spec.colorbar_label} over δ = m/p (x) and ρ = k/m (y), {len(spec.panels)} panel(s), with "
+        "the theoretical ℓ1 phase-transition curve. " + " | ".join(parts) + more
+    )
     return PhaseFigure(**{**spec.__dict__, "alt": alt})
 
 
@@ -249,8 +261,17 @@ def draw_phase(spec: PhaseFigure) -> Figure:
             continue
         panel = spec.panels[i]
         values = np.ma.masked_invalid(np.asarray(panel.values, dtype=float))
-        mesh = ax.pcolormesh(panel.delta_edges, panel.rho_edges, values, cmap=cmap, vmin=0.0, vmax=1.0,
-                             shading="flat", edgecolors="white", linewidth=0.3)
+        mesh = ax.pcolormesh(
+            panel.delta_edges,
+            panel.rho_edges,
+            values,
+            cmap=cmap,
+            vmin=0.0,
+            vmax=1.0,
+            shading="flat",
+            edgecolors="white",
+            linewidth=0.3,
+        )
         _theory_curves(ax, spec.curves)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.0)

@@ -86,8 +86,13 @@ def summary_table(
             cells = [seed_stats(chosen, m) for m in metrics]
             seeds = len({r.get("seed") for r in chosen})
             body.append((*(format_value(v) for v in point), label, *((last,) if curves else ()), seeds, *cells))
-    columns = (*(short_name(c) for c in grid), "label", *(("step",) if curves else ()), "seeds",
-               *(metric_title(m) for m in metrics))
+    columns = (
+        *(short_name(c) for c in grid),
+        "label",
+        *(("step",) if curves else ()),
+        "seeds",
+        *(metric_title(m) for m in metrics),
+    )
     where = "their last step" if at_step == "last" else f"step {format_value(at_step)} (else their last step)"
     note = f"Curves are summarised at {where}." if curves else ""
     return Table(key, "Mean ± std over seeds per grid point and label", columns, tuple(body), note)
@@ -137,7 +142,18 @@ def failed_runs_table(runs: Sequence[StoredRun], key: str) -> Table | None:
         data = run.spec.get("data", {}) if isinstance(run.spec, dict) else {}
         point = ", ".join(f"{k}={data[k]}" for k in ("num_latents", "k", "n_samples") if k in data)
         error = (run.error or "").strip().splitlines()
-        body.append((run.run_id, run.experiment, run.task, run.method or "", run.seed, point, run.status,
-                     run.attempts, error[-1] if error else ""))
+        body.append(
+            (
+                run.run_id,
+                run.experiment,
+                run.task,
+                run.method or "",
+                run.seed,
+                point,
+                run.status,
+                run.attempts,
+                error[-1] if error else "",
+            )
+        )
     columns = ("run id", "experiment", "task", "method", "seed", "data", "status", "attempts", "error")
     return Table(key, "Runs not done", columns, tuple(body))

@@ -221,10 +221,16 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         losses = {**self.loss_terms(y, reconstruction, codes), **(code_losses or {})}
         return ForwardOutput(reconstruction, codes, losses)
 
-    def forward(self, y: torch.Tensor) -> ForwardOutput:
-        """Training forward pass on a batch y (B, m)."""
-        codes, code_losses = self.sparse_code(y - self.b_dec)
+    def forward(self, y: torch.Tensor, target: torch.Tensor | None = None) -> ForwardOutput:
+        """Training forward pass on a batch y (B, m); ``target`` (B, r) is what a model with
+        ``predicts_target`` reconstructs (None: y itself, an autoencoder)."""
+        codes, code_losses = self.sparse_code(self.encoder_input(y))
         return self.output(y, codes @ self.decoder_weight() + self.b_dec, codes, code_losses)
+
+    def encoder_input(self, y: torch.Tensor) -> torch.Tensor:
+        """What the encoder reads from observations y (B, d_in): y − b_dec (an autoencoder centres its input by
+        the decoder bias; a model whose decoder writes elsewhere, a transcoder, overrides this)."""
+        return y - self.b_dec
 
     # --- keeping decoder rows on the unit sphere ---------------------------------------------------
     @torch.no_grad()
@@ -252,6 +258,11 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         """(d_in,) the decoder bias b_dec, detached."""
         return self.b_dec.detach()
 
+    @property
+    def encoder_directions(self) -> torch.Tensor | None:
+        """(d_sae, d_in) = W_enc.T, detached: the direction each latent reads (None without an encoder)."""
+        return self.W_enc.detach().T if self.has_encoder else None
+
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """Inference codes (N, d_sae) for observations (N, d_in): eval mode, no gradient."""
         check_matrix("y", y, cols=self.cfg.d_in)
@@ -259,7 +270,7 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         self.eval()
         try:
             with torch.no_grad():
-                codes, _ = self.sparse_code(y.to(self.W_dec) - self.b_dec)
+                codes, _ = self.sparse_code(self.encoder_input(y.to(self.W_dec)))
         finally:
             self.train(was_training)
         return codes
@@ -278,7 +289,15 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         if self.train_config.init_b_dec_to_mean:
             with torch.no_grad():
                 self.b_dec.copy_(y.mean(dim=0))
-        self.history = train_sae(self, y, self.train_config, context, generator=generator)
+        target = context.target
+        if self.predicts_target:
+            if target is None:
+                raise ValueError(f"a {self.architecture} SAE predicts targets: fit it with FitContext(target=...)")
+            check_matrix("context.target", target, rows=y.shape[0], cols=self.decoder_weight().shape[1])
+            target = target.to(y)
+        else:
+            target = None
+        self.history = train_sae(self, y, self.train_config, context, generator=generator, target=target)
         return self
 
     # --- persistence (SAELens cfg.json + sae_weights.safetensors, see dictlab.sae.io) --------------

@@ -70,14 +70,14 @@ class SelectionSAE(SparseAutoencoder):
     # Train on the gathered entries when d_sae ≥ gather_ratio · k · d_in (measured crossover on CPU).
     gather_ratio: float = 2.0
 
-    def forward(self, y: torch.Tensor) -> ForwardOutput:
+    def forward(self, y: torch.Tensor, target: torch.Tensor | None = None) -> ForwardOutput:
         if self.training and self.cfg.d_sae >= self.gather_ratio * self.cfg.k * self.cfg.d_in:
             return self.forward_gathered(y)
         return super().forward(y)
 
     def forward_gathered(self, y: torch.Tensor) -> ForwardOutput:
         """The training forward pass computed on the selected entries only (same values as ``forward``)."""
-        x = y - self.b_dec
+        x = self.encoder_input(y)
         with torch.no_grad():
             kept = self.select(self.pre_activation(x))
         rows, cols = kept.div(self.cfg.d_sae, rounding_mode="floor"), kept.remainder(self.cfg.d_sae)
@@ -99,7 +99,7 @@ class TopKSAE(SelectionSAE):
     gather_ratio = 1.0  # k entries in every row: batched (B, k, m) products, cheaper than the general gather
 
     def forward_gathered(self, y: torch.Tensor) -> ForwardOutput:
-        x = y - self.b_dec
+        x = self.encoder_input(y)
         (n, m), k = x.shape, self.cfg.k
         with torch.no_grad():
             top = self.pre_activation(x).topk(k, dim=1).indices

@@ -23,21 +23,27 @@ if TYPE_CHECKING:
 
 
 def batches(
-    y: torch.Tensor, batch_size: int, n_steps: int, generator: torch.Generator
-) -> Iterator[tuple[torch.Tensor, int | None]]:
+    y: torch.Tensor,
+    batch_size: int,
+    n_steps: int,
+    generator: torch.Generator,
+    target: torch.Tensor | None = None,
+) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, int | None]]:
     """``n_steps`` minibatches of rows of y (N, m), reshuffled every epoch with ``generator`` (CPU).
 
-    Yields (batch (B, m), epoch) where epoch is the index of the epoch this batch completes, else None.
-    The last batch of an epoch holds the remaining N mod B rows, as a PyTorch DataLoader without drop_last.
+    Yields (batch (B, m), its rows of ``target`` (B, r) or None, epoch) where epoch is the index of the epoch
+    this batch completes, else None. The last batch of an epoch holds the remaining N mod B rows, as a
+    PyTorch DataLoader without drop_last. The shuffle does not depend on whether a target is given.
     """
     step, epoch = 0, 0
     while True:
-        shuffled = y[torch.randperm(y.shape[0], generator=generator).to(y.device)]
-        chunks = shuffled.split(batch_size)
-        for i, batch in enumerate(chunks):
+        order = torch.randperm(y.shape[0], generator=generator).to(y.device)
+        chunks = y[order].split(batch_size)
+        targets = target[order].split(batch_size) if target is not None else [None] * len(chunks)
+        for i, (batch, batch_target) in enumerate(zip(chunks, targets, strict=True)):
             if step == n_steps:
                 return
-            yield batch, (epoch if i == len(chunks) - 1 else None)
+            yield batch, batch_target, (epoch if i == len(chunks) - 1 else None)
             step += 1
         epoch += 1
 
@@ -143,8 +149,11 @@ def train_sae(
     context: FitContext,
     *,
     generator: torch.Generator | None = None,
+    target: torch.Tensor | None = None,
 ) -> TrainingHistory:
     """Train ``sae`` in place on observations y (N, d_in) from its current parameters; returns the history.
+
+    ``target`` (N, r): what the SAE reconstructs from y when it predicts a target (a transcoder); None: y.
 
     Every step: loss = Σ of the SAE's loss terms (``mse_loss``, a mean over batch and dims, plus the
     architecture's); backward; decoder gradient projected orthogonally to each row (if
@@ -161,9 +170,11 @@ def train_sae(
     progress = tqdm(total=total_steps, disable=not context.progress, desc=f"{sae.architecture} SAE", leave=False)
     sae.train()
     order = generator or context.generator(sae.kind)
-    for step, (batch, epoch) in enumerate(batches(y, train_config.batch_size, total_steps, order)):
+    for step, (batch, batch_target, epoch) in enumerate(
+        batches(y, train_config.batch_size, total_steps, order, target)
+    ):
         lr = optimizer.param_groups[0]["lr"]
-        out = sae(batch)
+        out = sae(batch, batch_target)
         optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if train_config.project_decoder_grad:

@@ -59,8 +59,6 @@ def lambda_sensitivity_records(
 
 
 @register_surgery("lambda_sensitivity", LambdaSensitivityParams)
-def lambda_sensitivity(
-    data: GroundTruthDataset, params: LambdaSensitivityParams, context: TaskContext
-) -> list[Record]:
+def lambda_sensitivity(data: GroundTruthDataset, params: LambdaSensitivityParams, context: TaskContext) -> list[Record]:
     """Fit ``params.method``, then FISTA on its frozen decoder and on the truth over a λ grid."""
     return lambda_sensitivity_records(data, fit_model(data, params, context), params, seed=context.seed)

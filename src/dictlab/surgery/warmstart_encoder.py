@@ -88,9 +88,7 @@ def budget_variants(
             yield Variant(f"{start}+{name}", frozen, codes, n, objectives)
 
 
-def to_tolerance(
-    data: GroundTruthDataset, model: DictionaryModel, params: WarmstartEncoderParams
-) -> dict[str, float]:
+def to_tolerance(data: GroundTruthDataset, model: DictionaryModel, params: WarmstartEncoderParams) -> dict[str, float]:
     """Iterations to ``params.tol`` from zero and from the model's codes, and how far apart the end points are."""
     frozen = with_dictionary(model, fista_solver(params.lam, params.converge_max_iter))
     out: dict[str, float] = {}
@@ -100,8 +98,14 @@ def to_tolerance(
             start = model.encode(y)
         runs = {
             start_name: fista(
-                frozen.remove_offset(y), frozen.dictionary, params.lam, max_iter=params.converge_max_iter,
-                tol=params.tol, nonneg=True, z0=z0, check_every=1,
+                frozen.remove_offset(y),
+                frozen.dictionary,
+                params.lam,
+                max_iter=params.converge_max_iter,
+                tol=params.tol,
+                nonneg=True,
+                z0=z0,
+                check_every=1,
             )
             for start_name, z0 in (("cold", None), ("warm", start))
         }
@@ -126,7 +130,8 @@ def budgets_to_objective(records: list[Record], converged: dict[str, float], rto
         best = min(converged[f"objective_cold_{split}"], converged[f"objective_warm_{split}"])
         for start in ("cold", "warm"):
             reached = [
-                cast(float, r.step) for r in records  # every budget's record has its budget as step
+                cast(float, r.step)
+                for r in records  # every budget's record has its budget as step
                 if r.label.startswith(f"{start}+") and r.metrics[f"objective_{split}"] <= best + rtol * abs(best)
             ]
             if reached:
