@@ -48,7 +48,9 @@ def test_expansion_is_grid_times_methods_times_seeds(tiny):
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"methods": ["sae_nope"]}, "methods[0] = 'sae_nope' is not a method; allowed:"),
+        ({"methods": ["sae_nope"]}, "methods[0] = 'sae_nope' is not a method or a variant; allowed:"),
+        ({"variants": {"sae_topk": {"method": "sae_topk"}}}, "variants.sae_topk is already a method's name"),
+        ({"variants": {"v": {"method": "nope"}}, "methods": ["v"]}, "variants.v.method = 'nope' is not a method"),
         ({"grid": {"num_latents": [3]}}, "data at num_latents=3: k=3 must be smaller than num_latents=3"),
         ({"method_params": {"fista_oracle": {"lam": -0.1}}}, "lam"),
         ({"seedz": [0]}, "unknown field 'seedz'; allowed: name, description, task"),
@@ -147,3 +149,29 @@ def test_sweep_cli_runs_resumes_lists_and_exports(tiny, tmp_path, capsys):
     csv_path = tmp_path / "records.csv"
     assert main(["runs", "--store", str(store), "--export", str(csv_path)]) == 0
     assert csv_path.read_text().count("\n") == 5  # header + 4 records
+
+
+def test_a_variant_runs_its_method_with_its_overrides_under_its_own_label(tiny, tmp_path):
+    import tomllib
+
+    raw = tomllib.loads(TINY_SPEC)
+    raw["methods"] = ["sae_topk", "sae_topk_short"]
+    raw["variants"] = {"sae_topk_short": {"method": "sae_topk", "overrides": {"n_steps": 5, "lr": 0.01}}}
+    raw["seeds"], raw["grid"] = [0], {"num_latents": [20]}
+    spec = validate_spec(raw)
+    plain, variant = spec.expand()
+    assert plain.params == {
+        "method": "sae_topk",
+        "overrides": {"n_steps": 20},
+        "recipe": "dictlab",
+        "study_metrics": False,
+    }
+    assert variant.params["method"] == "sae_topk" and variant.params["label"] == "sae_topk_short"
+    assert variant.params["overrides"] == {"n_steps": 5, "lr": 0.01}  # the variant's over the method's method_params
+    assert plain.run_id != variant.run_id
+    from dictlab.experiments.sweep import run_sweep
+
+    with ResultStore(tmp_path / "results.sqlite") as db:
+        run_sweep(spec.expand(), db, progress=False)
+        labels = sorted(r["label"] for r in db.records(experiment="tiny"))
+    assert labels == ["sae_topk", "sae_topk_short"]

@@ -139,6 +139,9 @@ class MethodTaskParams(Config):
     overrides: dict[str, Any] = Field(default_factory=dict, description="Hyperparameters over the recipe's defaults.")
     recipe: Literal["dictlab", "study"] = Field("dictlab", description="Defaults: dictlab's tuned or the study's.")
     study_metrics: bool = Field(False, description="Also compute the study's own MCC definitions.")
+    label: str | None = Field(
+        None, min_length=1, description="The record's label when the run is a named variant of the method."
+    )
 
 
 def method_params(spec: RunSpec) -> MethodTaskParams:
@@ -156,7 +159,8 @@ def check_method_run(spec: RunSpec) -> frozenset[str]:
 
 @register_task("method", check=check_method_run)
 def method_task(data: GroundTruthDataset, spec: RunSpec, context: TaskContext) -> list[Record]:
-    """Fit one method on the train split and score it: one Record(label=method, metrics ∪ phase timings)."""
+    """Fit one method on the train split and score it: one Record(label = the variant's name or the method,
+    metrics ∪ phase timings)."""
     params = method_params(spec)
     result = run_method(
         params.method,
@@ -169,6 +173,7 @@ def method_task(data: GroundTruthDataset, spec: RunSpec, context: TaskContext) -
         cache=context.cache,
     )
     context.timings.update(result.timings)
+    label = params.label or params.method
     if result.model is not None:
-        context.save_model(params.method, result.model)
-    return [Record(params.method, {**result.metrics, **result.timings})]
+        context.save_model(label, result.model)
+    return [Record(label, {**result.metrics, **result.timings})]

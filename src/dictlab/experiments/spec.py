@@ -56,6 +56,16 @@ else:  # pragma: no cover
 PRESET_PACKAGE = "dictlab.experiments.presets"
 
 
+class MethodVariant(Config):
+    """A method run under its own name with its own overrides (``sae_topk_fa``: ``sae_topk`` with feature
+    anchoring), so one sweep can hold the same method twice; its records are labelled with the variant's name."""
+
+    method: str = Field(..., min_length=1, description="The method it runs (a name in `dictlab methods`).")
+    overrides: dict[str, Any] = Field(
+        default_factory=dict, description="Hyperparameters over the method's method_params and recipe defaults."
+    )
+
+
 class ExperimentSpec(Config):
     """A sweep: ``task`` on the product of ``grid`` (over data fields) × ``methods`` × ``seeds``."""
 
@@ -72,6 +82,11 @@ class ExperimentSpec(Config):
     grid: dict[str, list[Any]] = Field(default_factory=dict, description="Data fields to sweep, each a list of values.")
     method_params: dict[str, dict[str, Any]] = Field(
         default_factory=dict, description="Per-method hyperparameter overrides, e.g. {sae_topk = {lr = 1e-3}}."
+    )
+    variants: dict[str, MethodVariant] = Field(
+        default_factory=dict,
+        description="Named variants of methods that `methods` may list, e.g. {sae_topk_fa = {method = \"sae_topk\", "
+        "overrides = {anchor_features = 100}}}; method_params of the variant's method apply to it first.",
     )
     task_params: dict[str, Any] = Field(default_factory=dict, description="Extra parameters of the task (surgeries).")
     quick: dict[str, Any] = Field(default_factory=dict, description="Fields that --quick replaces (a reduced sweep).")
@@ -125,29 +140,47 @@ class ExperimentSpec(Config):
                 out.append(table)
         return out
 
-    def run_params(self, method: str) -> dict[str, Any]:
-        """Task parameters of one method's runs (always the same keys, so run ids are stable)."""
-        params: dict[str, Any] = {
-            "method": method,
-            "overrides": dict(self.method_params.get(method, {})),
-            "recipe": self.recipe,
-        }
+    def run_params(self, name: str) -> dict[str, Any]:
+        """Task parameters of the runs of ``name`` (a method, or a variant: its method, overrides and ``label``).
+        Always the same keys for a name, so run ids are stable; a plain method's have no ``label``."""
+        variant = self.variants.get(name)
+        method = variant.method if variant is not None else name
+        overrides = dict(self.method_params.get(method, {}))
+        if variant is not None:
+            overrides.update(variant.overrides)
+        params: dict[str, Any] = {"method": method, "overrides": overrides, "recipe": self.recipe}
         if self.task == "method":
             params["study_metrics"] = self.study_metrics
+        if variant is not None:
+            params["label"] = name
         return {**params, **self.task_params}
+
+    def method_of(self, name: str) -> str:
+        """The method that an entry of ``methods`` runs (itself, or its variant's method)."""
+        variant = self.variants.get(name)
+        return variant.method if variant is not None else name
 
     def expand(self) -> list[RunSpec]:
         """Every run of the sweep: grid points × methods × seeds. Raises ValueError on any bad entry."""
         from dictlab.methods import METHODS
 
-        for i, method in enumerate(self.methods):
-            if method not in METHODS:
+        for name, variant in self.variants.items():
+            if name in METHODS:
+                raise ValueError(f"experiment {self.name}: variants.{name} is already a method's name; rename it")
+            if variant.method not in METHODS:
                 raise ValueError(
-                    f"experiment {self.name}: methods[{i}] = {method!r} is not a method; "
+                    f"experiment {self.name}: variants.{name}.method = {variant.method!r} is not a method; "
                     f"allowed: {', '.join(METHODS.names())}"
                 )
+        for i, method in enumerate(self.methods):
+            if method not in METHODS and method not in self.variants:
+                raise ValueError(
+                    f"experiment {self.name}: methods[{i}] = {method!r} is not a method or a variant; "
+                    f"allowed: {', '.join([*METHODS.names(), *self.variants])}"
+                )
+        used = {self.method_of(name) for name in self.methods}
         for method in self.method_params:
-            if method not in self.methods:
+            if method not in used:
                 raise ValueError(
                     f"experiment {self.name}: method_params.{method} names a method not in methods {self.methods}"
                 )

@@ -21,7 +21,7 @@ T = TypeVar("T")
 # Grid columns the sweep axis prefers, in order, when several vary equally often.
 AXIS_PREFERENCE = ("data.num_latents", "data.n_samples", "data.k", "data.input_dim", "data.noise_std")
 # Params that name what a run is about (they become the label or the subject), never a grid axis.
-IDENTITY_PARAMS = ("params.method",)
+IDENTITY_PARAMS = ("params.method", "params.label")
 
 
 def seed_stats(rows: Iterable[Row], metric: str) -> Stats | None:
@@ -138,11 +138,14 @@ def sweep_axes(rows: Sequence[Row], columns: Sequence[str]) -> SweepAxes:
 def subjects_of(rows: Sequence[Row]) -> list[str]:
     """What a surgery operates on, first-seen order: the method of each run with a record labelled otherwise
     than the method itself (a surgery's arms: ``fista+sae_topk``, ``fista_oracle`` …), and the part after
-    ``+`` in labels like ``fista+sae_topk``. Runs whose only label is their method (a plain fit) have none."""
+    ``+`` in labels like ``fista+sae_topk``. Runs whose only label is their method or their variant's name (plain
+    fits) have none."""
     found: dict[str, None] = {}
     for row in rows:
         method = row.get("params.method", row.get("method"))
         label = str(row.get("label", ""))
+        if row.get("params.label") == label:  # a named variant of a method (sae_topk_fa): a plain fit too
+            continue
         if isinstance(method, str) and label != method:
             found[method] = None
         if "+" in label:
