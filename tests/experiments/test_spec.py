@@ -175,3 +175,22 @@ def test_a_variant_runs_its_method_with_its_overrides_under_its_own_label(tiny, 
         run_sweep(spec.expand(), db, progress=False)
         labels = sorted(r["label"] for r in db.records(experiment="tiny"))
     assert labels == ["sae_topk", "sae_topk_short"]
+
+
+def test_a_variant_may_change_the_data_of_its_own_runs(tiny):
+    import tomllib
+
+    raw = tomllib.loads(TINY_SPEC)
+    raw["methods"] = ["sae_topk", "sae_topk_wide"]
+    raw["variants"] = {"sae_topk_wide": {"method": "sae_topk", "data": {"n_samples": 800}}}
+    runs = validate_spec(raw).expand()
+    samples = {(r.params.get("label", r.params["method"]), r.data["num_latents"]): r.data["n_samples"] for r in runs}
+    assert samples == {
+        ("sae_topk", 20): 400,
+        ("sae_topk", 30): 400,
+        ("sae_topk_wide", 20): 800,
+        ("sae_topk_wide", 30): 800,
+    }
+    raw["variants"]["sae_topk_wide"]["data"] = {"n_samplez": 800}
+    with pytest.raises(ValueError, match=r"variants\.sae_topk_wide\.data"):
+        validate_spec(raw).expand()

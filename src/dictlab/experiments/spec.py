@@ -58,11 +58,16 @@ PRESET_PACKAGE = "dictlab.experiments.presets"
 
 class MethodVariant(Config):
     """A method run under its own name with its own overrides (``sae_topk_fa``: ``sae_topk`` with feature
-    anchoring), so one sweep can hold the same method twice; its records are labelled with the variant's name."""
+    anchoring), so one sweep can hold the same method twice; its records are labelled with the variant's name.
+    ``data`` changes the data of its runs only (a crosscoder needs several sources where the SAEs read one)."""
 
     method: str = Field(..., min_length=1, description="The method it runs (a name in `dictlab methods`).")
     overrides: dict[str, Any] = Field(
         default_factory=dict, description="Hyperparameters over the method's method_params and recipe defaults."
+    )
+    data: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Data fields this variant changes at every grid point (a crosscoder's num_sources = 2).",
     )
 
 
@@ -187,10 +192,19 @@ class ExperimentSpec(Config):
         runs = []
         for point in self.points():
             for method in self.methods:
+                data = self.variant_data(method, point)
                 for seed in self.seeds:
-                    spec = {"experiment": self.name, "task": self.task, "data": point, "seed": seed}
+                    spec = {"experiment": self.name, "task": self.task, "data": data, "seed": seed}
                     runs.append(parse_config(RunSpec, {**spec, "params": self.run_params(method)}, where=self.name))
         return runs
+
+    def variant_data(self, name: str, point: dict[str, Any]) -> dict[str, Any]:
+        """The canonical data of ``name``'s runs at grid point ``point``: the point with the variant's ``data``."""
+        variant = self.variants.get(name)
+        if variant is None or not variant.data:
+            return point
+        changed = ", ".join(f"{k}={v}" for k, v in variant.data.items())
+        return data_spec({**point, **variant.data}, where=f"experiment {self.name}: variants.{name}.data ({changed})")
 
 
 def validate_spec(raw: dict[str, Any], *, source: str = "spec") -> ExperimentSpec:
