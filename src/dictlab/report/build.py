@@ -30,7 +30,15 @@ from dictlab.report.html import EmbeddedFigure, Section, render_page
 from dictlab.report.layouts import HEADLINE, LAYOUTS, TaskLayout, layout_for
 from dictlab.report.panels import FigureSpec, bar_figure, curve_figure, sweep_figure
 from dictlab.report.phase import PhaseFigure, draw_phase, store_phase_figures
-from dictlab.report.tables import Table, failed_runs_table, pivot_table, run_count_table, summary_table
+from dictlab.report.published import published_for
+from dictlab.report.tables import (
+    Table,
+    failed_runs_table,
+    pivot_table,
+    published_table,
+    run_count_table,
+    summary_table,
+)
 
 if TYPE_CHECKING:
     from dictlab.experiments.store import ResultStore, StoredRun
@@ -75,15 +83,16 @@ def section_content(experiment: str, task: str, rows: Sequence[Row]) -> SectionC
     axes = sweep_axes(plain, grid) if plain else sweep_axes(rows, grid)
     base = slug(f"{experiment}-{task}")
     figures: list[FigureSpec | PhaseFigure] = []
+    published = published_for(experiment)
     for metric in _metrics_of(layout, task, rows):
         key = f"{base}-{slug(metric)}"
         has_curve = any(r.get("step") is not None and is_number(r.get(metric)) for r in rows)
         if has_curve:
             spec = curve_figure(rows, metric, grid, subjects, layout, key)
         elif not subjects and axes.x is not None:
-            spec = sweep_figure(rows, metric, axes, key)
+            spec = sweep_figure(rows, metric, axes, key, published)
         else:
-            spec = bar_figure(rows, metric, grid, subjects, key)
+            spec = bar_figure(rows, metric, grid, subjects, key, published)
         if spec is not None:
             figures.append(spec)
     for metric in layout.phase_metrics:  # heat maps over (δ, ρ) when the sweep varies input_dim at a fixed (p, k)
@@ -92,6 +101,8 @@ def section_content(experiment: str, task: str, rows: Sequence[Row]) -> SectionC
     summary = summary_table(rows, grid, layout.table_metrics or HEADLINE, f"{base}-summary", layout.table_step)
     if summary is not None:
         tables.append(summary)
+    if published is not None and (side := published_table(rows, published, f"{base}-published")) is not None:
+        tables.append(side)
     if not subjects and axes.x is not None and not any(r.get("step") is not None for r in rows):
         for metric in PIVOT_METRICS:
             pivot = pivot_table(rows, metric, axes, f"{base}-pivot-{slug(metric)}")

@@ -145,6 +145,11 @@ def _draw_lines(ax: Axes, panel: Panel, spec: FigureSpec, colors: dict[str, str]
         color = colors.get(line.color_key, CHANCE_COLOR)
         means = [s.mean for s in line.y]
         stds = [s.std for s in line.y]
+        if line.kind == "published":  # a paper's values: hollow markers in the method's colour, no line
+            ax.plot(line.x, means, ls="none", marker="o", ms=6, mfc="none", mec=color, mew=1.3)
+            proxy = Line2D([], [], ls="none", marker="o", ms=6, mfc="none", mec=CHANCE_COLOR, mew=1.3)
+            handles.setdefault(line.name, proxy)  # one legend entry for every method's published markers
+            continue
         if line.x:
             style: dict[str, Any] = (
                 {"ls": ":", "lw": 1.4, "marker": None}
@@ -200,17 +205,21 @@ def _draw_bars(ax: Axes, panel: Panel, colors: dict[str, str], handles: dict[str
             if bars.color_key is None
             else colors.get(bars.color_key, CHANCE_COLOR)
         )
+        # a paper's values: outlines in the label's colour beside the measured bar
+        look: dict[str, Any] = (
+            {"color": "none", "edgecolor": fill, "hatch": "///", "lw": 1.0} if bars.hollow else {"color": fill}
+        )
         container = ax.bar(
             positions,
             means,
             width * 0.92,
             yerr=errs if any(errs) else None,
-            color=fill,
             capsize=2,
             error_kw={"lw": 0.8, "ecolor": "#333333"},
             label=bars.name,
+            **look,
         )
-        if bars.color_key is not None:
+        if bars.color_key is not None or bars.hollow:
             handles.setdefault(bars.name, container)
     for line in panel.lines:
         handles.setdefault(line.name, _draw_level(ax, line, colors.get(line.color_key, CHANCE_COLOR)))

@@ -52,8 +52,18 @@ _register(
     "method",
     TaskLayout(
         title="Sweep",
-        # absorption exists on data with a hierarchy only; the stationarity residual (seed 003) on every run
-        metrics=(*HEADLINE, "absorption_ood", "absorption_id", "stationarity_median"),
+        # absorption exists on data with a hierarchy only; GT Recovery and MIP (seed 004) and the stationarity
+        # residual (seed 003) on every run
+        metrics=(
+            *HEADLINE,
+            "gt_recovery_encoder_90",
+            "mip_encoder",
+            "gt_recovery_90",
+            "mip",
+            "absorption_ood",
+            "absorption_id",
+            "stationarity_median",
+        ),
         table_metrics=(
             "mcc_id",
             "mcc_ood",
@@ -63,6 +73,10 @@ _register(
             "auc_id",
             "auc_ood",
             "dict_mean_cosine",
+            "gt_recovery_encoder_90",
+            "mip_encoder",
+            "gt_recovery_90",
+            "mip",
             "absorption_ood",
             "split_features",
             "stationarity_median",
@@ -180,6 +194,13 @@ _NAMES = {
     "l0": "L0 (active codes)",
     "n_rounds": "rounds run",
     "total_s": "time (s)",
+    "gt_recovery_90": "GT Recovery τ=0.9 (decoder)",
+    "gt_recovery_95": "GT Recovery τ=0.95 (decoder)",
+    "mip": "MIP (decoder)",
+    "gt_recovery_encoder_90": "GT Recovery τ=0.9 (encoder)",
+    "gt_recovery_encoder_95": "GT Recovery τ=0.95 (encoder)",
+    "mip_encoder": "MIP (encoder)",
+    "dead_latents": "dead latents",
 }
 _SPLITS = {"id": "ID", "ood": "OOD"}
 
@@ -193,6 +214,8 @@ UNIT_INTERVAL_PREFIXES = (
     "dict_frac_close",
     "mean_cosine",
     "frac_close",
+    "gt_recovery",
+    "mip",
 )
 
 

@@ -32,6 +32,7 @@ from dictlab.report.aggregate import (
     split_label,
 )
 from dictlab.report.layouts import TaskLayout, chance_metric, is_unit_interval, metric_title
+from dictlab.report.published import PublishedSet, PublishedValue
 
 CHANCE = "chance"
 # Panels per figure row; more panels wrap.
@@ -41,22 +42,25 @@ MAX_COLUMNS = 4
 @dataclass(frozen=True)
 class Line:
     """A series: ``kind="line"`` is y over x (one Stats per x); ``"reference"`` and ``"chance"`` with one Stats and
-    no x are horizontal lines; ``"chance"`` with x is the chance floor along x. ``color_key`` picks its colour."""
+    no x are horizontal lines; ``"chance"`` with x is the chance floor along x; ``"published"`` are a paper's values
+    at x (hollow markers, no line). ``color_key`` picks its colour."""
 
     name: str
     x: tuple[float, ...]
     y: tuple[Stats, ...]
-    kind: Literal["line", "reference", "chance"] = "line"
+    kind: Literal["line", "reference", "chance", "published"] = "line"
     color_key: str = ""
 
 
 @dataclass(frozen=True)
 class Bars:
-    """One bar per group (None: no value there) for one arm; ``color_key`` None colours each bar by its group."""
+    """One bar per group (None: no value there) for one arm; ``color_key`` None colours each bar by its group;
+    ``hollow`` bars (a paper's values) are drawn as outlines."""
 
     name: str
     values: tuple[Stats | None, ...]
     color_key: str | None
+    hollow: bool = False
 
 
 @dataclass(frozen=True)
@@ -185,8 +189,29 @@ def _finish(spec: FigureSpec, what: str, extra: str = "") -> FigureSpec:
     return FigureSpec(**{**spec.__dict__, "caption": caption, "alt": alt})
 
 
-def sweep_figure(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) -> FigureSpec | None:
-    """``metric`` against ``axes.x``: one line per label, one panel per facet point; None without data."""
+PUBLISHED_NAME = "published"
+
+
+def _published_lines(labels: Sequence[str], published: Sequence[PublishedValue], source: str) -> list[Line]:
+    """One hollow-marker series per label that has published values of the figure's metric, in its colour."""
+    lines = []
+    for label in labels:
+        points = sorted((v.x, v.value) for v in published if v.label == label and v.x is not None)
+        if points:
+            values = tuple(Stats(value, 0.0, 1) for _, value in points)
+            lines.append(Line(f"{PUBLISHED_NAME} ({source})", tuple(x for x, _ in points), values, "published", label))
+    return lines
+
+
+def sweep_figure(
+    rows: Sequence[Row],
+    metric: str,
+    axes: SweepAxes,
+    key: str,
+    published: PublishedSet | None = None,
+) -> FigureSpec | None:
+    """``metric`` against ``axes.x``: one line per label, one panel per facet point; None without data.
+    ``published``: a paper's values of the same metric along the same x, drawn as hollow markers."""
     rows = [r for r in rows if r.get("step") is None and is_number(r.get(metric))]
     if axes.x is None or not rows:
         return None
@@ -201,6 +226,9 @@ def sweep_figure(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) ->
         chance = chance_metric(metric)
         if chance is not None and (floor := _line(CHANCE, group, axes.x, chance, "chance", CHANCE)) is not None:
             lines.append(floor)
+        if lines and published is not None and published.x_field == axes.x:
+            labels = [line.name for line in lines if line.kind == "line"]
+            lines += _published_lines(labels, published.for_metric(metric), published.source)
         if lines:
             panels.append(Panel(describe_point(axes.facets, point), tuple(lines)))
     if not panels:
@@ -218,7 +246,14 @@ def sweep_figure(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) ->
         is_unit_interval(metric),
     )
     facets = f", one panel per {', '.join(short_name(f) for f in axes.facets)}" if axes.facets else ""
-    return _finish(spec, f"against {short_name(axes.x)}, one line per method{facets}")
+    extra = _published_note(spec)
+    return _finish(spec, f"against {short_name(axes.x)}, one line per method{facets}", extra)
+
+
+def _published_note(spec: FigureSpec) -> str:
+    hollow = any(line.kind == "published" for p in spec.panels for line in p.lines)
+    hollow = hollow or any(bars.hollow for p in spec.panels for bars in p.bars)
+    return " Hollow: the published value, in the method's colour, at the paper's full scale." if hollow else ""
 
 
 def curve_figure(
@@ -308,9 +343,15 @@ def curve_figure(
 
 
 def bar_figure(
-    rows: Sequence[Row], metric: str, grid: Sequence[str], subjects: Sequence[str], key: str
+    rows: Sequence[Row],
+    metric: str,
+    grid: Sequence[str],
+    subjects: Sequence[str],
+    key: str,
+    published: PublishedSet | None = None,
 ) -> FigureSpec | None:
-    """One panel per grid point; bar groups per subject (or per label without subjects), bars per arm."""
+    """One panel per grid point; bar groups per subject (or per label without subjects), bars per arm.
+    ``published``: a paper's values of the metric for a single setting, drawn as a hollow bar beside each label's."""
     rows = [r for r in rows if r.get("step") is None and is_number(r.get(metric))]
     if not rows:
         return None
@@ -337,6 +378,10 @@ def bar_figure(
         else:
             groups = list(by_label)
             bars.append(Bars(metric_title(metric), tuple(seed_stats(by_label[g], metric) for g in groups), None))
+            paper = {v.label: v.value for v in published.for_metric(metric) if v.x is None} if published else {}
+            if published is not None and any(g in paper for g in groups):
+                paper_values = tuple(Stats(paper[g], 0.0, 1) if g in paper else None for g in groups)
+                bars.append(Bars(f"{PUBLISHED_NAME} ({published.source})", paper_values, None, hollow=True))
         floor = _chance_level(point_rows, metric)
         if floor is not None:
             lines.append(floor)
@@ -359,4 +404,4 @@ def bar_figure(
         if any(line.kind == "reference" for p in panels for line in p.lines)
         else ""
     )
-    return _finish(spec, what, extra)
+    return _finish(spec, what, extra + _published_note(spec))

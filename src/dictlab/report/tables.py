@@ -21,6 +21,7 @@ from dictlab.report.aggregate import (
     sort_key,
 )
 from dictlab.report.layouts import metric_title
+from dictlab.report.published import GT, MIP, PublishedSet
 
 if TYPE_CHECKING:
     from dictlab.experiments.store import StoredRun
@@ -114,6 +115,59 @@ def pivot_table(rows: Sequence[Row], metric: str, axes: SweepAxes, key: str) -> 
             body.append((*((describe_point(axes.facets, point),) if axes.facets else ()), label, *cells))
     columns = (*(("facet",) if axes.facets else ()), "label", *(f"{short_name(axes.x)}={format_value(x)}" for x in xs))
     return Table(key, f"{metric_title(metric)} ({metric})", columns, tuple(body))
+
+
+# What the table sets beside each published number: the same definition first, then its variants.
+MEASURED_BESIDE = {
+    GT: ("gt_recovery_encoder_90", "gt_recovery_encoder_95", "gt_recovery_90"),
+    MIP: ("mip_encoder", "mip"),
+}
+
+
+def published_table(rows: Sequence[Row], published: PublishedSet, key: str) -> Table | None:
+    """A paper's numbers side by side with dictlab's measurement of the same label (and swept value): one row per
+    published (label, x), for each published metric its value, then the measured mean ± std of the same metric
+    and of its variants (``MEASURED_BESIDE``: the 0.95 threshold, the decoder side). Measured rows of labels the
+    paper has no number for are left out; a published number without a measurement shows "–"."""
+    rows = [r for r in rows if r.get("step") is None]
+    x_field = published.x_field
+    keyed = group_by(rows, lambda r: (r.get("label"), r.get(x_field) if x_field else None))
+    entries = group_by(published.values, lambda v: (v.label, v.x))
+    metrics = list(dict.fromkeys(v.metric for v in published.values))
+    measured = {m: [c for c in MEASURED_BESIDE.get(m, (m,)) if any(is_number(r.get(c)) for r in rows)] for m in metrics}
+    if not any(measured.values()):
+        return None
+    body: list[tuple[Cell, ...]] = []
+    for (label, x), values in sorted(entries.items(), key=lambda item: (str(item[0][0]), sort_key(item[0][1]))):
+        by_metric = {v.metric: v for v in values}
+        match = _rows_at(keyed, label, x)
+        cells: list[Cell] = []
+        for metric in metrics:
+            cells.append(by_metric[metric].value if metric in by_metric else None)
+            cells.extend(seed_stats(match, column) if match else None for column in measured[metric])
+        where = ", ".join(sorted({v.where for v in values}))
+        body.append((label, *((format_value(x),) if x_field else ()), where, *cells))
+    columns = (
+        "label",
+        *((short_name(x_field),) if x_field else ()),
+        "table",
+        *(name for m in metrics for name in (f"published {metric_title(m)}", *map(metric_title, measured[m]))),
+    )
+    note = (
+        f"Published: {published.source} at its full scale; measured: this store's runs (their scale is in the "
+        "fixed settings above). The paper defines its metrics on the encoder (W_E^T) with τ 'typically 0.9 or 0.95'."
+    )
+    return Table(key, f"Published ({published.source}) and measured", columns, tuple(body), note)
+
+
+def _rows_at(keyed: dict[tuple[object, object], list[Row]], label: str, x: float | None) -> list[Row]:
+    """The rows of ``label`` at swept value ``x``, matching floats by value (0.1 stored as 0.1000000001)."""
+    for (row_label, row_x), group in keyed.items():
+        if row_label != label:
+            continue
+        if x is None or (is_number(row_x) and abs(float(row_x) - x) <= 1e-9 * max(1.0, abs(x))):
+            return group
+    return []
 
 
 def run_count_table(runs: Sequence[StoredRun] | None, rows: Sequence[Row], key: str) -> Table:
