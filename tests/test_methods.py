@@ -103,3 +103,17 @@ def test_fit_cache_never_shares_across_seeds_settings_or_data(data):
     assert other_data is not base and torch.equal(other_data.dictionary, base.dictionary)
     # models without a fit key (a given dictionary, an SAE) are always fitted afresh
     assert fit_method("sae_topk", data, seed=0, overrides={"n_steps": 5}, cache=cache) is not None and len(cache) == 3
+
+
+def test_an_sae_width_may_differ_from_the_datas_latents_but_other_sizes_follow_the_data(data):
+    problem = Problem.of(data)
+    wide = build_method("sae_topk", problem, {"d_sae": 4 * problem.num_latents, "k": 3})
+    assert tuple(wide.dictionary.shape) == (4 * problem.num_latents, problem.input_dim)
+    assert tuple(build_method("sae_topk", problem, {"k": 3}).dictionary.shape) == (
+        problem.num_latents,
+        problem.input_dim,
+    )
+    with pytest.raises(ValueError, match=r"method sae_topk: d_in follow\(s\) from the data"):
+        build_method("sae_topk", problem, {"d_in": 7, "k": 3})
+    with pytest.raises(ValueError, match="method dl_fista: d_sae"):
+        build_method("dl_fista", problem, {"d_sae": 7})

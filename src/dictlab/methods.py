@@ -169,7 +169,8 @@ def _omp_oracle(problem: Problem, overrides: dict[str, Any], recipe: str) -> Dic
 
 def register_sae_method(architecture: str) -> None:
     """Register the method ``sae_<architecture>`` for an architecture of ``dictlab.sae.SAE_ARCHITECTURES``
-    (its class's description; sizes from the data, k where the config has it). The shipped architectures are
+    (its class's description; sizes from the data — the width ``d_sae`` defaults to the data's number of latents
+    and may be overridden —, k where the config has it). The shipped architectures are
     registered when this module is imported; one that another package registers later calls this once."""
     from dictlab.sae import SAE_ARCHITECTURES
 
@@ -179,9 +180,10 @@ def register_sae_method(architecture: str) -> None:
     def build(problem: Problem, overrides: dict[str, Any], recipe: str) -> DictionaryModel:
         from dictlab.sae import TrainConfig, make_sae, sae_config_class
 
-        _check_fixed(name, overrides)
+        # the width may differ from the data's number of latents (seed 004 trains n_q = 16,000 on n = 1,000)
+        _check_fixed(name, {key: value for key, value in overrides.items() if key != "d_sae"})
         config_class = sae_config_class(architecture)
-        shape: dict[str, Any] = {"d_in": problem.input_dim, "d_sae": problem.num_latents}
+        shape: dict[str, Any] = {"d_in": problem.input_dim, "d_sae": overrides.get("d_sae", problem.num_latents)}
         fields = config_class.model_fields
         if "k" in fields:
             shape["k"] = overrides["k"] if "k" in overrides else problem.known_k(name)
