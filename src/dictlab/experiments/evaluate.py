@@ -260,3 +260,50 @@ def _absorption(s: Scoring) -> dict[str, float]:
     }
     out["split_features"] = float(diagnostics.splitting(learned, true).split.numel())
     return out
+
+
+# --- feature recovery (seed 004 §5.1: GT Recovery and Maximum Inner Product) --------------------------------
+
+GT_RECOVERY_LABELS = {"90": 0.9, "95": 0.95}  # metric suffix → threshold τ
+
+
+def _feature_recovery(learned: torch.Tensor, true: torch.Tensor, suffix: str = "") -> dict[str, float]:
+    """``mip`` and ``gt_recovery_<τ>`` of learned directions against true features, names ending in ``suffix``."""
+    result = metrics.feature_recovery(learned.detach().cpu(), true.cpu(), thresholds=GT_RECOVERY_LABELS.values())
+    out = {f"mip{suffix}": result.mip}
+    out.update({f"gt_recovery{suffix}_{label}": result.gt_recovery[tau] for label, tau in GT_RECOVERY_LABELS.items()})
+    return out
+
+
+@register_score("feature_recovery")
+def _feature_recovery_decoder(s: Scoring) -> dict[str, float]:
+    """For every true feature its best |cos| with any decoder row: MIP is their mean, GT Recovery the share above
+    0.9 and 0.95 (no one-to-one matching, unlike ``dict_mean_cosine``); a transcoder's against the target
+    dictionary."""
+    return _feature_recovery(s.model.dictionary, s.true_dictionary)
+
+
+@register_score("feature_recovery_encoder")
+def _feature_recovery_encoder(s: Scoring) -> dict[str, float]:
+    """The same for the directions the encoder reads (the seed's W_learned = W_Eᵀ) against the data's
+    dictionary, for models that have an encoder: ``mip_encoder``, ``gt_recovery_encoder_90`` / ``_95``."""
+    directions = s.model.encoder_directions
+    return {} if directions is None else _feature_recovery(directions, s.data.dictionary, "_encoder")
+
+
+@register_score("feature_recovery_sources")
+def _feature_recovery_sources(s: Scoring) -> dict[str, float]:
+    """On data whose observations concatenate sources (crosscoders): the decoder's feature recovery within each
+    source's block of columns, ``mip_source<i>`` and ``gt_recovery_90_source<i>`` for i = 1 … s. Left out for a
+    model that decodes targets, whose columns are not the observations' blocks."""
+    if s.data.sources is None or s.model.predicts_target:
+        return {}
+    learned, true = s.model.dictionary.detach().cpu(), s.data.dictionary.cpu()
+    out: dict[str, float] = {}
+    for i, (learned_block, true_block) in enumerate(
+        zip(learned.split(s.data.sources, dim=1), true.split(s.data.sources, dim=1), strict=True), start=1
+    ):
+        result = metrics.feature_recovery(learned_block, true_block, thresholds=(GT_RECOVERY_LABELS["90"],))
+        out[f"mip_source{i}"] = result.mip
+        out[f"gt_recovery_90_source{i}"] = result.gt_recovery[GT_RECOVERY_LABELS["90"]]
+    return out

@@ -18,6 +18,7 @@ from dictlab.metrics.correlation import (
     split_mcc_with_chance,
 )
 from dictlab.metrics.dictionary import DictionaryMatch, abs_cosine_matrix, match_dictionaries
+from dictlab.metrics.feature_recovery import GT_RECOVERY_THRESHOLDS, FeatureRecovery, feature_recovery
 from dictlab.metrics.matching import max_weight_assignment
 from dictlab.metrics.probes import BestFeatureAUC, best_feature_auc, feature_aucs, probe_accuracy
 from dictlab.metrics.reconstruction import l0, mse, r2
@@ -25,8 +26,10 @@ from dictlab.metrics.study_mcc import mcc_study_id, mcc_study_ood
 from dictlab.metrics.support import LatentClassification, SupportMetrics, latent_classification, support_metrics
 
 __all__ = [
+    "GT_RECOVERY_THRESHOLDS",
     "BestFeatureAUC",
     "DictionaryMatch",
+    "FeatureRecovery",
     "LatentClassification",
     "MCCResult",
     "RIPEstimate",
@@ -38,6 +41,7 @@ __all__ = [
     "best_feature_auc",
     "coherence_recovery_bound",
     "feature_aucs",
+    "feature_recovery",
     "l0",
     "latent_classification",
     "match_dictionaries",
