@@ -122,10 +122,11 @@ def test_study_recipe_uses_each_class_study_settings(name: str) -> None:
     assert build_method(f"sae_{name}", problem()).cfg == cls(**shape)
 
 
-def test_sizes_cannot_be_overridden() -> None:
-    for field in ("d_in", "d_sae", "architecture"):
+def test_sizes_cannot_be_overridden_but_the_width_can() -> None:
+    for field in ("d_in", "architecture"):
         with pytest.raises(ValueError, match=f"method sae_relu: {field} follow"):
             build_method("sae_relu", problem(), {field: 4})
+    assert build_method("sae_relu", problem(), {"d_sae": 4}).dictionary.shape[0] == 4
 
 
 # --- a new architecture, defined here and nowhere else ------------------------------------------------------
