@@ -64,8 +64,8 @@ TOY = {"generator": "test.toy", "num_latents": 20, "k": 2, "input_dim": 12, "n_s
 
 def test_generators_are_looked_up_by_name_with_a_readable_error():
     assert "compositional" in GENERATORS.names()
-    with pytest.raises(ValueError, match="unknown generator 'lrb'; allowed: compositional"):
-        data_config({"generator": "lrb"})
+    with pytest.raises(ValueError, match="unknown generator 'nope'; allowed: compositional"):
+        data_config({"generator": "nope"})
     with pytest.raises(ValueError, match=r"data \(compositional\): data.num_latent: unknown field 'num_latent'"):
         data_config({"num_latent": 30})
     with pytest.raises(ValueError, match=r"data \(test.toy\): data.k=True: Input should be a valid integer"):

@@ -49,7 +49,7 @@ def test_expansion_is_grid_times_methods_times_seeds(tiny):
     ("change", "message"),
     [
         ({"methods": ["sae_nope"]}, "methods[0] = 'sae_nope' is not a method or a variant; allowed:"),
-        ({"variants": {"sae_topk": {"method": "sae_topk"}}}, "variants.sae_topk is already a method's name"),
+        ({"variants": {"sae_topk": {"method": "sae_relu"}}}, "variants.sae_topk is already a method's name"),
         ({"variants": {"v": {"method": "nope"}}, "methods": ["v"]}, "variants.v.method = 'nope' is not a method"),
         ({"grid": {"num_latents": [3]}}, "data at num_latents=3: k=3 must be smaller than num_latents=3"),
         ({"method_params": {"fista_oracle": {"lam": -0.1}}}, "lam"),

@@ -170,8 +170,11 @@ class ExperimentSpec(Config):
         from dictlab.methods import METHODS
 
         for name, variant in self.variants.items():
-            if name in METHODS:
-                raise ValueError(f"experiment {self.name}: variants.{name} is already a method's name; rename it")
+            if name in METHODS and variant.method != name:  # a method's own name may only vary that method
+                raise ValueError(
+                    f"experiment {self.name}: variants.{name} is already a method's name and runs "
+                    f"{variant.method!r}; rename it"
+                )
             if variant.method not in METHODS:
                 raise ValueError(
                     f"experiment {self.name}: variants.{name}.method = {variant.method!r} is not a method; "
