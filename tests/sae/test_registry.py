@@ -31,8 +31,21 @@ from dictlab.sae import (
 )
 
 
-def problem(k: int = 3) -> Problem:
-    return Problem(num_latents=20, k=k, input_dim=8, ground_truth=torch.randn(20, 8))
+def problem(k: int | None = 3) -> Problem:
+    """Sizes every architecture can be built for: targets (transcoders) and two sources (crosscoders) included."""
+    return Problem(num_latents=20, k=k, input_dim=8, ground_truth=torch.randn(20, 8), target_dim=8, sources=(4, 4))
+
+
+def data_shape(name: str) -> dict[str, Any]:
+    """The sizes ``problem()`` gives the config of architecture ``name``."""
+    fields = sae_config_class(name).model_fields
+    return {
+        "d_in": 8,
+        "d_sae": 20,
+        **({"k": 3} if "k" in fields else {}),
+        **({"d_out": 8} if "d_out" in fields else {}),
+        **({"source_dims": [4, 4]} if "source_dims" in fields else {}),
+    }
 
 
 def test_every_entry_names_its_config_class_and_description() -> None:
@@ -64,7 +77,7 @@ def test_an_unknown_architecture_lists_the_allowed_ones() -> None:
 def test_parse_sae_config_builds_the_class_the_values_name() -> None:
     for name in SAE_ARCHITECTURES:
         cls = sae_config_class(name)
-        values = {"architecture": name, "d_in": 4, "d_sae": 8, **({"k": 2} if "k" in cls.model_fields else {})}
+        values = {"architecture": name, **data_shape(name)}
         config = parse_sae_config(values)
         assert type(config) is cls and config.model_dump() == cls(**values).model_dump()
         assert parse_sae_config(config.model_dump()) == config  # a saved config reads back as itself
@@ -82,10 +95,11 @@ def test_k_architectures_are_those_whose_config_has_k(name: str) -> None:
     if takes_k(name):
         assert sae.cfg.k == 3
         assert build_method(f"sae_{name}", problem(k=3), {"k": 5}).cfg.k == 5
-        with pytest.raises(ValueError, match=r"k\n.*Field required"):
-            sae_config_class(name)(d_in=8, d_sae=20)
+        sizes = {key: value for key, value in data_shape(name).items() if key != "k"}
+        with pytest.raises(ValueError, match=r"k\n.*Field required|k is required with activation='topk'"):
+            sae_config_class(name)(**sizes)
         with pytest.raises(ValueError, match="k=21 must be at most d_sae=20"):
-            sae_config_class(name)(d_in=8, d_sae=20, k=21)
+            sae_config_class(name)(**sizes, k=21)
     else:
         assert not hasattr(sae.cfg, "k")
         with pytest.raises(ValueError, match=f"method sae_{name}: unknown parameter.*k"):
@@ -94,7 +108,7 @@ def test_k_architectures_are_those_whose_config_has_k(name: str) -> None:
 
 @pytest.mark.parametrize("name", SAE_ARCHITECTURES.names())
 def test_data_without_k_need_k_only_where_the_config_has_it(name: str) -> None:
-    no_k = Problem(num_latents=20, k=None, input_dim=8, ground_truth=torch.randn(20, 8))
+    no_k = problem(k=None)
     if takes_k(name):
         with pytest.raises(ValueError, match=f"method sae_{name} takes its sparsity from the data's k"):
             build_method(f"sae_{name}", no_k)
@@ -106,7 +120,16 @@ def test_data_without_k_need_k_only_where_the_config_has_it(name: str) -> None:
 
 def test_one_method_per_architecture_with_the_class_description() -> None:
     sae_methods = [name for name in METHODS.names() if name.startswith("sae_")]
-    assert sae_methods == ["sae_batchtopk", "sae_jumprelu", "sae_mp", "sae_relu", "sae_topk"]
+    assert sae_methods == [
+        "sae_batchtopk",
+        "sae_crosscoder",
+        "sae_jumprelu",
+        "sae_matryoshka_batchtopk",
+        "sae_mp",
+        "sae_relu",
+        "sae_topk",
+        "sae_transcoder",
+    ]
     assert sae_methods == [f"sae_{name}" for name in SAE_ARCHITECTURES]
     for name in SAE_ARCHITECTURES:
         assert METHODS[f"sae_{name}"].description == SAE_ARCHITECTURES[name].description
@@ -116,7 +139,7 @@ def test_one_method_per_architecture_with_the_class_description() -> None:
 def test_study_recipe_uses_each_class_study_settings(name: str) -> None:
     study = build_method(f"sae_{name}", problem(), {}, recipe="study")
     cls = sae_config_class(name)
-    shape = {"d_in": 8, "d_sae": 20, **({"k": 3} if takes_k(name) else {})}
+    shape = data_shape(name)
     assert study.cfg == cls.study(**shape)
     assert study.train_config == TrainConfig.study()
     assert build_method(f"sae_{name}", problem()).cfg == cls(**shape)
@@ -171,7 +194,7 @@ def test_a_new_architecture_is_one_class_and_one_config(soft_threshold: Any, tmp
     sae = make_sae(config, TrainConfig(n_steps=60, batch_size=50, log_every=20)).fit(y, FitContext(seed=1))
     assert isinstance(sae, SoftThresholdSAE)
     history = sae.history
-    assert list(history[0]) == ["step", "lr", "loss", "mse_loss", "l1_loss", "l0"]
+    assert list(history[0]) == ["step", "lr", "loss", "mse_loss", "l1_loss", "l0", "dead_latents"]
     assert history[-1]["mse_loss"] < history[0]["mse_loss"]
     assert all(r["loss"] == pytest.approx(r["mse_loss"] + r["l1_loss"], rel=1e-12) for r in history)
     pre = (y - sae.b_dec.detach()) @ sae.W_enc.detach() + sae.b_enc.detach()

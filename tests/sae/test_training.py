@@ -7,10 +7,12 @@ import math
 import pytest
 import torch
 
+from dictlab.config import parse_config
 from dictlab.metrics import match_dictionaries
 from dictlab.models import FitContext
+from dictlab.models.base import Anchors
 from dictlab.sae import ReLUSAEConfig, SAEConfig, TopKSAEConfig, TrainConfig, make_sae, sae_config_class
-from dictlab.sae.base import ForwardOutput
+from dictlab.sae.base import ForwardOutput, SparseAutoencoder
 from dictlab.sae.training import RENORMALISATION, HistoryLogger, batches, lr_factor
 
 ARCHITECTURES = ["relu", "topk", "batchtopk", "jumprelu", "mp"]
@@ -135,7 +137,8 @@ def test_relu_sae_recovers_an_orthonormal_dictionary() -> None:
     assert history.series("step") == [200.0, 400.0, 600.0, 800.0]
     assert history[-1]["mean_cosine"] == pytest.approx(match.mean_cosine)
     assert history[-1]["mse_loss"] < history[0]["mse_loss"]
-    assert set(history[0]) == {"step", "lr", "loss", "mse_loss", "l1_loss", "l0", "mean_cosine", "frac_close"}
+    expected = {"step", "lr", "loss", "mse_loss", "l1_loss", "l0", "dead_latents", "mean_cosine", "frac_close"}
+    assert set(history[0]) == expected
 
 
 def test_history_records_every_log_every_steps_and_at_the_end() -> None:
@@ -144,7 +147,7 @@ def test_history_records_every_log_every_steps_and_at_the_end() -> None:
     sae.fit(y)
     assert sae.history.series("step") == [10.0, 20.0, 25.0]
     assert sae.history.series("l0") == [2.0, 2.0, 2.0] or max(sae.history.series("l0")) <= 2.0
-    assert set(sae.history[0]) == {"step", "lr", "loss", "mse_loss", "l0"}  # no l1_loss: TopK has only the MSE
+    assert set(sae.history[0]) == {"step", "lr", "loss", "mse_loss", "l0", "dead_latents"}  # TopK: only the MSE
     assert sae.history.series("loss") == sae.history.series("mse_loss")
     assert "mean_cosine" not in sae.history[0]
     silent = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), TrainConfig(n_steps=5, log_every=None)).fit(y)
@@ -158,7 +161,7 @@ def test_history_logs_every_loss_term_under_its_name(architecture: str) -> None:
     terms = list(sae(y[:64]).losses)
     sae.fit(y)
     assert terms[0] == "mse_loss"
-    assert list(sae.history[0]) == ["step", "lr", "loss", *terms, "l0"]
+    assert list(sae.history[0]) == ["step", "lr", "loss", *terms, "l0", "dead_latents"]
     for record in sae.history:
         assert record["loss"] == pytest.approx(sum(record[name] for name in terms), rel=1e-12)
         assert all(record[name] >= 0 for name in terms)
@@ -216,3 +219,70 @@ def test_init_b_dec_to_mean() -> None:
     sae = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), train)
     sae.fit(y)
     torch.testing.assert_close(sae.b_dec.detach(), y.mean(dim=0), atol=1e-6, rtol=0)
+
+
+def reference_training(sae: SparseAutoencoder, y: torch.Tensor, config: TrainConfig, seed: int) -> list[float]:
+    """The trainer as it was before dead latents, AuxK, resampling and anchoring, written out: the study's init
+    from the fit's stream, fused Adam, the schedule, projected decoder gradients, rows renormalised every step.
+    Returns the MSE of every step."""
+    generator = FitContext(seed=seed).generator(sae.kind)
+    sae.reset_parameters(generator)
+    total = config.total_steps(y.shape[0])
+    optimizer = torch.optim.Adam(sae.parameters(), lr=config.lr, fused=True)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(step, total, config))
+    sae.train()
+    mse = []
+    for batch, _, _ in batches(y, config.batch_size, total, generator):
+        out = sae(batch)
+        optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        sae.project_decoder_grad_()
+        optimizer.step()
+        schedule.step()
+        sae.normalise_decoder_()
+        mse.append(out.losses["mse_loss"].item())
+    return mse
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_with_every_option_off_training_is_bit_identical_to_the_plain_loop(architecture: str) -> None:
+    """Dead-latent counting runs on every step but never changes a parameter; the other options are off."""
+    y, _ = easy_data(n=200)
+    config = TrainConfig(n_steps=30, batch_size=64, log_every=1)
+    cfg = sae_config(architecture, d_sae=64)  # TopK and BatchTopK train on the gathered entries here
+    trained = make_sae(cfg, config).fit(y, FitContext(seed=7))
+    reference = make_sae(cfg, config)
+    mse = reference_training(reference, y, config, seed=7)
+    for name, tensor in trained.tensors().items():
+        assert torch.equal(tensor, reference.tensors()[name]), name
+    assert trained.history.series("mse_loss") == mse
+
+
+def test_every_option_adds_its_term_and_counts_to_the_history() -> None:
+    y, _ = easy_data(n=256)
+    anchors = Anchors(encoder=torch.eye(16)[:2], decoder=torch.eye(16)[:2])
+    config = TrainConfig(
+        n_steps=20, batch_size=64, log_every=10, dead_feature_window=5, aux_loss_coefficient=1.0, resample_every=5,
+        anchor_features=2,
+    )  # fmt: skip
+    sae = make_sae(ReLUSAEConfig(d_in=16, d_sae=24), config).fit(y, FitContext(seed=0, anchors=anchors))
+    names = ["mse_loss", "l1_loss", "auxiliary_reconstruction_loss", "anchor_loss"]
+    assert list(sae.history[0]) == ["step", "lr", "loss", *names, "l0", "dead_latents", "resampled_latents"]
+    for record in sae.history:
+        assert record["loss"] == pytest.approx(sum(record[name] for name in names), rel=1e-12)
+
+
+def test_training_options_are_checked_fields() -> None:
+    for values, field in (
+        ({"dead_feature_window": 0}, "dead_feature_window"),
+        ({"aux_loss_coefficient": -1.0}, "aux_loss_coefficient"),
+        ({"k_aux": 0}, "k_aux"),
+        ({"resample_every": 0}, "resample_every"),
+        ({"resample_stop": 1.5}, "resample_stop"),
+        ({"anchor_features": -1}, "anchor_features"),
+        ({"anchor_coefficient": -0.1}, "anchor_coefficient"),
+    ):
+        with pytest.raises(ValueError, match=field):
+            parse_config(TrainConfig, values)
+    defaults = TrainConfig()
+    assert (defaults.aux_loss_coefficient, defaults.resample_every, defaults.anchor_features) == (0.0, None, 0)

@@ -247,6 +247,11 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
         """Rescale every decoder row to unit norm."""
         self.W_dec.div_(torch.linalg.vector_norm(self.W_dec, dim=1, keepdim=True))
 
+    def unit_decoder_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """New decoder rows (n, width) scaled as ``normalise_decoder_`` keeps them: here each to unit norm (what
+        resampling writes into chosen rows without touching the others)."""
+        return rows / torch.linalg.vector_norm(rows, dim=1, keepdim=True).clamp_min(torch.finfo(rows.dtype).tiny)
+
     # --- DictionaryModel ----------------------------------------------------------------------------
     @property
     def dictionary(self) -> torch.Tensor:
@@ -262,6 +267,11 @@ class SparseAutoencoder(nn.Module, DictionaryModel):
     def encoder_directions(self) -> torch.Tensor | None:
         """(d_sae, d_in) = W_enc.T, detached: the direction each latent reads (None without an encoder)."""
         return self.W_enc.detach().T if self.has_encoder else None
+
+    def anchor_request(self) -> tuple[int, str] | None:
+        """(``anchor_features``, ``anchor_source``) of the training config when it anchors latents, else None."""
+        k = self.train_config.anchor_features
+        return (k, self.train_config.anchor_source) if k > 0 else None
 
     def encode(self, y: torch.Tensor) -> torch.Tensor:
         """Inference codes (N, d_sae) for observations (N, d_in): eval mode, no gradient."""

@@ -46,6 +46,7 @@ def check_k_fits(k: int, d_sae: int) -> None:
 
 LrSchedule = Literal["constant", "linear", "cosine"]
 Renormalisation = Literal["every_step", "every_n_epochs", "never"]
+AnchorSource = Literal["ground_truth", "class_means"]
 
 
 class TrainConfig(Config):
@@ -78,6 +79,42 @@ class TrainConfig(Config):
     )
     log_every: int | None = Field(
         100, ge=1, description="Record history every this many steps (and at the end); None: never."
+    )
+    # Dead latents (SAELens's names): counted in optimiser steps, logged as dead_latents in every entry.
+    dead_feature_window: int = Field(
+        100, ge=1, description="A latent is dead once it has not fired (non-zero code) for this many steps."
+    )
+    # AuxK (Gao et al. 2024, §A.2), scaled as SAELens's TopK auxiliary loss; off at coefficient 0.
+    aux_loss_coefficient: float = Field(
+        0.0,
+        ge=0,
+        description="Weight of the AuxK term auxiliary_reconstruction_loss (SAELens: 1.0); 0: off.",
+    )
+    k_aux: int | None = Field(
+        None, ge=1, description="Dead latents AuxK reconstructs the residual from; None: d_in // 2 (Gao, SAELens)."
+    )
+    # Resampling of dead latents (Bricken et al. 2023).
+    resample_every: int | None = Field(
+        None, ge=1, description="Resample the dead latents every this many steps; None: never."
+    )
+    resample_stop: float = Field(
+        0.5, gt=0, le=1, description="No resampling after this fraction of the optimiser steps."
+    )
+    resample_pool: int = Field(
+        4096, ge=1, description="Training samples scored at each resampling (all of them when fewer)."
+    )
+    feature_reinit_scale: float = Field(
+        0.2, gt=0, description="A resampled encoder column's norm, relative to the mean norm of the live ones."
+    )
+    # Feature anchoring (seed 004, Eqs. 24-25).
+    anchor_features: int = Field(
+        0, ge=0, description="k: the first k latents are anchored to FitContext.anchors; 0: no anchoring."
+    )
+    anchor_source: AnchorSource = Field(
+        "ground_truth", description="Where the anchors come from: ground_truth (k true features) or class_means."
+    )
+    anchor_coefficient: float = Field(
+        0.1, ge=0, description="λ_anchor, the weight of anchor_loss (seed 004's ablations: 0.1; CLIP: 1.0)."
     )
 
     @model_validator(mode="after")
