@@ -83,6 +83,7 @@ __all__ = [
     "DictlabEstimator",
     "JumpReLUSAE",
     "MatchingPursuitSAE",
+    "MatryoshkaBatchTopKSAE",
     "OnlineDictionaryLearning",
     "ReLUSAE",
     "SoftplusAdam",
@@ -443,6 +444,14 @@ class BatchTopKSAE(DictionaryLearningEstimator):
 
     _method = "sae_batchtopk"
     _config_classes = (sae_config_class("batchtopk"), TrainConfig)
+
+
+class MatryoshkaBatchTopKSAE(DictionaryLearningEstimator):
+    """Matryoshka BatchTopK SAE (method ``sae_matryoshka_batchtopk``): nested prefixes of the dictionary each
+    reconstruct the input; ``k`` is required."""
+
+    _method = "sae_matryoshka_batchtopk"
+    _config_classes = (sae_config_class("matryoshka_batchtopk"), TrainConfig)
 
 
 class JumpReLUSAE(DictionaryLearningEstimator):

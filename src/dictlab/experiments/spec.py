@@ -90,7 +90,7 @@ class ExperimentSpec(Config):
     )
     variants: dict[str, MethodVariant] = Field(
         default_factory=dict,
-        description="Named variants of methods that `methods` may list, e.g. {sae_topk_fa = {method = \"sae_topk\", "
+        description='Named variants of methods that `methods` may list, e.g. {sae_topk_fa = {method = "sae_topk", '
         "overrides = {anchor_features = 100}}}; method_params of the variant's method apply to it first.",
     )
     task_params: dict[str, Any] = Field(default_factory=dict, description="Extra parameters of the task (surgeries).")
