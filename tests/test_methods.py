@@ -137,3 +137,15 @@ def test_an_sae_width_may_differ_from_the_datas_latents_but_other_sizes_follow_t
         build_method("sae_topk", problem, {"d_in": 7, "k": 3})
     with pytest.raises(ValueError, match="method dl_fista: d_sae"):
         build_method("dl_fista", problem, {"d_sae": 7})
+
+
+def test_methods_say_what_data_they_need_and_run_all_leaves_out_the_rest(data):
+    sizes = data.sizes()  # one source, no targets
+    assert not METHODS["sae_transcoder"].fits(sizes) and not METHODS["sae_crosscoder"].fits(sizes)
+    assert METHODS["sae_matryoshka_batchtopk"].fits(sizes) and METHODS["dl_fista"].fits(sizes)
+    assert METHODS["sae_transcoder"].fits(data_for("sae_transcoder", data).sizes())
+    assert METHODS["sae_crosscoder"].fits(data_for("sae_crosscoder", data).sizes())
+    from dictlab.cli import fitting_methods
+
+    kept = fitting_methods({"num_latents": 20, "k": 3}, METHODS.names())
+    assert "sae_transcoder" not in kept and "sae_crosscoder" not in kept and "sae_topk" in kept

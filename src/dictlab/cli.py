@@ -378,9 +378,24 @@ def _write_json(
     path.write_text(json.dumps(report, indent=1, allow_nan=False))
 
 
+def fitting_methods(data: dict[str, Any], names: list[str]) -> list[str]:
+    """``names`` without the methods these data cannot feed (a transcoder without targets, a crosscoder on one
+    source), saying which were left out."""
+    from dictlab.data import data_config
+    from dictlab.methods import METHODS
+
+    sizes = data_config(data).sizes()
+    kept = [name for name in names if METHODS[name].fits(sizes)]
+    left = [name for name in names if name not in kept]
+    if left:
+        print(f"not run on these data (they need targets or several sources): {', '.join(left)}")
+    return kept
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     data = _data_table(args)
-    return run_point(args, data, parse_methods(args.methods))
+    names = parse_methods(args.methods)
+    return run_point(args, data, fitting_methods(data, names) if args.methods.strip() == "all" else names)
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -396,7 +411,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     skipped = [name for name in DEMO_SKIPS if name in METHODS]
     if skipped:
         print(f"not in the demo (slow): {', '.join(skipped)} — run them with dictlab run --methods {','.join(skipped)}")
-    return run_point(args, data, [name for name in METHODS.names() if name not in skipped])
+    return run_point(args, data, fitting_methods(data, [name for name in METHODS.names() if name not in skipped]))
 
 
 # --- the other commands ---------------------------------------------------------------------------------

@@ -91,16 +91,23 @@ class Method:
     build: Builder
     supervised: bool = False  # needs the true training codes (FitContext.codes)
     oracle: bool = False  # uses the true dictionary
+    needs: tuple[str, ...] = ()  # what the data must have beyond observations: "target", "sources"
+
+    def fits(self, sizes: DataSizes) -> bool:
+        """Whether data of ``sizes`` have what this method needs (targets for a transcoder, several sources
+        for a crosscoder); ``run all`` and the demo run only the methods that fit the data."""
+        has = {"target": sizes.target_dim is not None, "sources": sizes.sources is not None}
+        return all(has[need] for need in self.needs)
 
 
 METHODS: Registry[Method] = Registry("method")
 
 
 def register_method(
-    name: str, description: str, *, supervised: bool = False, oracle: bool = False
+    name: str, description: str, *, supervised: bool = False, oracle: bool = False, needs: tuple[str, ...] = ()
 ) -> Callable[[Builder], Builder]:
     def decorator(build: Builder) -> Builder:
-        METHODS.register(name)(Method(name, description, build, supervised, oracle))
+        METHODS.register(name)(Method(name, description, build, supervised, oracle, needs))
         return build
 
     return decorator
@@ -202,7 +209,9 @@ def register_sae_method(architecture: str) -> None:
         sae_config, train_config = configure(name, overrides, *parts)
         return make_sae(sae_config, train_config)  # type: ignore[arg-type]
 
-    register_method(name, description)(build)
+    fields = SAE_ARCHITECTURES[architecture].config_class.model_fields
+    needs = tuple(need for need, field in (("target", "d_out"), ("sources", "source_dims")) if field in fields)
+    register_method(name, description, needs=needs)(build)
 
 
 def _register_saes() -> None:
