@@ -149,3 +149,9 @@ def test_methods_say_what_data_they_need_and_run_all_leaves_out_the_rest(data):
 
     kept = fitting_methods({"num_latents": 20, "k": 3}, METHODS.names())
     assert "sae_transcoder" not in kept and "sae_crosscoder" not in kept and "sae_topk" in kept
+
+
+def test_a_transcoder_logs_its_match_to_the_target_dictionary_along_training(data):
+    lrb = data_for("sae_transcoder", data)
+    model = fit_method("sae_transcoder", lrb, seed=0, overrides={"k": 3, "n_steps": 20}, track_dynamics=True)
+    assert all(0.0 <= entry["mean_cosine"] <= 1.0 for entry in model.history)

@@ -110,7 +110,8 @@ class HistoryLogger:
         extras: Sequence[Callable[[], dict[str, float]]] = (),
     ) -> None:
         if ground_truth is not None:
-            check_matrix("context.ground_truth", ground_truth, cols=sae.cfg.d_in)
+            # the truth of what the decoder writes: d_in columns, d_out for a transcoder
+            check_matrix("context.ground_truth", ground_truth, cols=sae.W_dec.shape[1])
         self.sae, self.log_every, self.total_steps, self.ground_truth = sae, log_every, total_steps, ground_truth
         self.extras = tuple(extras)
         self.history = TrainingHistory()
